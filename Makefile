@@ -1,0 +1,31 @@
+# Targets match the README. `make setup` once, then `make test`.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: setup protos check-protos lint typecheck test serve bench
+
+setup:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[export,dev]'
+	$(BIN)/python -m services.encoder.export --model efficientnet_lite0 --out model_repository
+
+protos:
+	$(BIN)/python -m imsearch.protos_gen
+
+check-protos:
+	$(BIN)/python -m imsearch.protos_gen --check
+
+lint:
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck:
+	$(BIN)/mypy imsearch services bench tests
+
+test: check-protos lint typecheck
+	$(BIN)/pytest -q
+
+serve:
+	$(BIN)/imsearch serve

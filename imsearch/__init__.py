@@ -1,0 +1,1 @@
+"""imsearch: visual search over gRPC. Shared code for the encoder, index and gateway services."""

@@ -1,0 +1,1 @@
+"""Plumbing every service shares: errors, gRPC server factory, metrics, settings."""

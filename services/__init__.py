@@ -1,0 +1,1 @@
+"""The three gRPC services: encoder (images -> embeddings), index (vectors -> neighbours), gateway."""

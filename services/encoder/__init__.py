@@ -1,0 +1,1 @@
+"""Encoder service: decodes images, preprocesses them per model and runs the model in micro-batches."""

@@ -1,0 +1,1 @@
+"""Inference runtimes behind one small protocol: onnxruntime in-process (default), Triton later."""

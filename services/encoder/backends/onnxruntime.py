@@ -1,0 +1,38 @@
+"""In-process onnxruntime backend: the embedded default."""
+
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from imsearch.common.errors import FailedPrecondition
+
+
+class OnnxRuntimeBackend:
+    kind = "onnxruntime"
+
+    def __init__(self, name: str, model_path: Path, intra_op_threads: int = 0) -> None:
+        if not model_path.is_file():
+            raise FailedPrecondition(
+                f"model file {model_path} is missing: run `make setup` (or the export command)"
+            )
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = intra_op_threads
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.name = name
+        self._session = ort.InferenceSession(
+            str(model_path), sess_options=options, providers=["CPUExecutionProvider"]
+        )
+        # Names and dims come from the model, not from us.
+        (model_input,) = self._session.get_inputs()
+        (model_output,) = self._session.get_outputs()
+        self._input_name: str = model_input.name
+        self._output_name: str = model_output.name
+        self.output_dim = int(model_output.shape[-1])
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        (features,) = self._session.run([self._output_name], {self._input_name: batch})
+        return np.asarray(features, dtype=np.float32)
+
+    def close(self) -> None:
+        del self._session

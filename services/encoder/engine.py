@@ -1,0 +1,117 @@
+"""The encoder's core: preprocess -> infer (micro-batched) -> postprocess, per model.
+
+Only `infer` touches the runtime; decoding and preprocessing run on the request threads, so
+CPU work of one request overlaps inference of another.
+"""
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from imsearch.common.errors import InvalidArgument, NotFound
+from imsearch.common.metrics import ServiceMetrics
+from services.encoder.backends.base import InferenceBackend
+from services.encoder.backends.onnxruntime import OnnxRuntimeBackend
+from services.encoder.batcher import MicroBatcher
+from services.encoder.images import decode_image, preprocess
+from services.encoder.model_spec import SPEC_FILE, ModelSpec
+from services.encoder.settings import EncoderSettings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LoadedModel:
+    spec: ModelSpec
+    backend: InferenceBackend
+    batcher: MicroBatcher
+
+
+def l2_normalize(features: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(features, axis=1, keepdims=True)
+    return features / np.maximum(norms, 1e-12)
+
+
+def discover_models(repository: Path) -> list[ModelSpec]:
+    """Every model folder in the repository that has a spec file."""
+    return [ModelSpec.load(d) for d in sorted(repository.iterdir()) if (d / SPEC_FILE).is_file()]
+
+
+class Encoder:
+    def __init__(
+        self,
+        settings: EncoderSettings,
+        metrics: ServiceMetrics,
+        backends: dict[str, InferenceBackend] | None = None,
+    ) -> None:
+        """Loads the models; `backends` may supply ready runtimes (e.g. Triton) by model name."""
+        self.settings = settings
+        self._metrics = metrics
+        self.models: dict[str, LoadedModel] = {}
+        backends = backends or {}
+        for spec in discover_models(settings.model_repository):
+            if settings.models and spec.name not in settings.models:
+                continue
+            backend = backends.get(spec.name)
+            if backend is None:
+                onnx_path = spec.onnx_path(settings.model_repository)
+                if not onnx_path.is_file() and not settings.models:
+                    log.warning("skipping model %s: %s is not built", spec.name, onnx_path)
+                    continue
+                backend = OnnxRuntimeBackend(spec.name, onnx_path, settings.intra_op_threads)
+            if backend.output_dim != spec.dim:
+                raise ValueError(f"{spec.name}: model outputs {backend.output_dim}, spec says {spec.dim}")
+            self.models[spec.name] = LoadedModel(spec, backend, self._batcher(spec.name, backend))
+        if settings.default_model not in self.models:
+            raise NotFound(
+                f"default model {settings.default_model!r} not found in {settings.model_repository}"
+            )
+
+    def _batcher(self, name: str, backend: InferenceBackend) -> MicroBatcher:
+        histogram = self._metrics.batch_size.labels(name)
+        return MicroBatcher(
+            backend.infer,
+            max_batch=self.settings.max_batch,
+            max_wait=self.settings.max_wait_ms / 1000.0,
+            on_batch=histogram.observe,
+            workers=self.settings.batch_workers,
+        )
+
+    def model(self, name: str) -> LoadedModel:
+        loaded = self.models.get(name or self.settings.default_model)
+        if loaded is None:
+            raise NotFound(f"unknown model {name!r}; available: {', '.join(sorted(self.models))}")
+        return loaded
+
+    def encode(self, model_name: str, images: list[bytes]) -> tuple[ModelSpec, np.ndarray]:
+        """Encoded image files -> (spec, L2-normalised (n, dim) float32 embeddings)."""
+        if not images:
+            raise InvalidArgument("no images given")
+        if len(images) > self.settings.max_images_per_request:
+            raise InvalidArgument(
+                f"{len(images)} images in one request, over the limit of "
+                f"{self.settings.max_images_per_request}"
+            )
+        loaded = self.model(model_name)
+        prep = loaded.spec.preprocessing
+        pixels = []
+        for position, data in enumerate(images):
+            try:
+                with self._metrics.stage("decode"):
+                    image = decode_image(
+                        data, self.settings.max_image_bytes, self.settings.max_image_pixels, prep.resize
+                    )
+            except InvalidArgument as exc:
+                raise InvalidArgument(f"image {position}: {exc}") from None
+            with self._metrics.stage("preprocess"):
+                pixels.append(preprocess(image, prep))
+        with self._metrics.stage("encode"):
+            features = loaded.batcher.run(np.stack(pixels))
+        return loaded.spec, l2_normalize(features)
+
+    def close(self) -> None:
+        for loaded in self.models.values():
+            loaded.batcher.close()
+            loaded.backend.close()

@@ -1,0 +1,52 @@
+"""gRPC face of the encoder: protobuf in and out, nothing else."""
+
+import grpc
+
+from imsearch.v1 import encoder_pb2, encoder_pb2_grpc
+from services.encoder.engine import Encoder
+from services.encoder.model_spec import ModelSpec
+
+
+def model_info(spec: ModelSpec, backend: str, is_default: bool) -> encoder_pb2.ModelInfo:
+    prep = spec.preprocessing
+    return encoder_pb2.ModelInfo(
+        name=spec.name,
+        dim=spec.dim,
+        backend=backend,
+        is_default=is_default,
+        weights=spec.weights,
+        preprocessing=encoder_pb2.Preprocessing(
+            resize=prep.resize,
+            crop_size=prep.crop_size,
+            mean=prep.mean,
+            std=prep.std,
+            layout=prep.layout,
+            interpolation=prep.interpolation,
+        ),
+    )
+
+
+class EncoderServicer(encoder_pb2_grpc.EncoderServiceServicer):
+    def __init__(self, encoder: Encoder) -> None:
+        self._encoder = encoder
+
+    def Encode(
+        self, request: encoder_pb2.EncodeRequest, context: grpc.ServicerContext
+    ) -> encoder_pb2.EncodeResponse:
+        spec, embeddings = self._encoder.encode(request.model, list(request.images))
+        return encoder_pb2.EncodeResponse(
+            model=spec.name,
+            dim=spec.dim,
+            embeddings=[encoder_pb2.Embedding(values=row) for row in embeddings],
+        )
+
+    def ListModels(
+        self, request: encoder_pb2.ListModelsRequest, context: grpc.ServicerContext
+    ) -> encoder_pb2.ListModelsResponse:
+        default = self._encoder.settings.default_model
+        return encoder_pb2.ListModelsResponse(
+            models=[
+                model_info(m.spec, m.backend.kind, name == default)
+                for name, m in sorted(self._encoder.models.items())
+            ]
+        )

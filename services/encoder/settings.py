@@ -1,0 +1,23 @@
+"""Encoder settings: flags, environment (IMSEARCH_ENCODER_*) and defaults."""
+
+from pathlib import Path
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class EncoderSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="IMSEARCH_ENCODER_")
+
+    listen: str = "127.0.0.1:50051"
+    metrics_port: int = 9101  # 0 picks a free port, -1 disables
+    model_repository: Path = Path("model_repository")
+    default_model: str = "efficientnet_lite0"
+    # Models to load; empty means every model in the repository with a built ONNX file.
+    models: list[str] = []
+    max_batch: int = 32  # largest batch one inference call gets
+    max_wait_ms: float = 5.0  # how long the first image of a batch waits for company
+    batch_workers: int = 1  # inference calls running at once per model
+    intra_op_threads: int = 0  # onnxruntime threads per call; 0 = one per core
+    max_images_per_request: int = 64
+    max_image_bytes: int = 20 * 1024 * 1024
+    max_image_pixels: int = 40_000_000
