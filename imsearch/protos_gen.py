@@ -54,7 +54,9 @@ def main() -> None:
         have = sorted(p.name for p in committed.glob("*") if p.is_file() and p.suffix in {".py", ".pyi"})
         _, mismatch, errors = filecmp.cmpfiles(fresh, committed, names, shallow=False)
         if mismatch or errors or names != have:
-            sys.exit(f"generated code is stale ({mismatch + errors or 'file set differs'}): run `make protos`")
+            sys.exit(
+                f"generated code is stale ({mismatch + errors or 'file set differs'}): run `make protos`"
+            )
     print("generated code is up to date")
 
 

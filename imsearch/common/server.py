@@ -29,15 +29,13 @@ GRPC_OPTIONS = [
 ]
 
 
-class ErrorAndMetricsInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
+class ErrorAndMetricsInterceptor(grpc.ServerInterceptor):
     """Maps domain errors to status codes and records latency and outcome of every RPC."""
 
     def __init__(self, metrics: ServiceMetrics) -> None:
         self._metrics = metrics
 
-    def intercept_service(
-        self, continuation: Callable[[Any], Any], details: grpc.HandlerCallDetails
-    ) -> Any:
+    def intercept_service(self, continuation: Callable[[Any], Any], details: grpc.HandlerCallDetails) -> Any:
         handler = continuation(details)
         if handler is None or handler.response_streaming:
             return handler
@@ -93,9 +91,7 @@ class RunningServer:
 
     def set_serving(self, serving: bool = True) -> None:
         status = (
-            health_pb2.HealthCheckResponse.SERVING
-            if serving
-            else health_pb2.HealthCheckResponse.NOT_SERVING
+            health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
         )
         self.health.set("", status)
 

@@ -41,8 +41,7 @@ class MicroBatcher:
         self._on_batch = on_batch
         self._queue: queue.Queue[_Item | None] = queue.Queue()
         self._threads = [
-            threading.Thread(target=self._run, name=f"batcher-{i}", daemon=True)
-            for i in range(workers)
+            threading.Thread(target=self._run, name=f"batcher-{i}", daemon=True) for i in range(workers)
         ]
         for thread in self._threads:
             thread.start()

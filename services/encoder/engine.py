@@ -31,7 +31,8 @@ class LoadedModel:
 
 def l2_normalize(features: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(features, axis=1, keepdims=True)
-    return features / np.maximum(norms, 1e-12)
+    normalized: np.ndarray = features / np.maximum(norms, 1e-12)
+    return normalized
 
 
 def discover_models(repository: Path) -> list[ModelSpec]:
@@ -101,7 +102,10 @@ class Encoder:
             try:
                 with self._metrics.stage("decode"):
                     image = decode_image(
-                        data, self.settings.max_image_bytes, self.settings.max_image_pixels, prep.resize
+                        data,
+                        self.settings.max_image_bytes,
+                        self.settings.max_image_pixels,
+                        prep.resize,
                     )
             except InvalidArgument as exc:
                 raise InvalidArgument(f"image {position}: {exc}") from None

@@ -112,7 +112,12 @@ def export(name: str, out: Path, max_batch: int = 64) -> float:
     (model_dir / SPEC_FILE).write_text(spec.model_dump_json(indent=2) + "\n")
     (model_dir / "config.pbtxt").write_text(
         TRITON_CONFIG.format(
-            name=name, max_batch=max_batch, input="images", output="embedding", size=size, dim=spec.dim
+            name=name,
+            max_batch=max_batch,
+            input="images",
+            output="embedding",
+            size=size,
+            dim=spec.dim,
         )
     )
     # Parity: a batch of 5 (not the export's 2) checks the dynamic axis too.

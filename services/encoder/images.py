@@ -10,9 +10,7 @@ from imsearch.common.errors import InvalidArgument, ResourceExhausted
 from services.encoder.model_spec import Preprocessing
 
 
-def decode_image(
-    data: bytes, max_bytes: int, max_pixels: int, target_size: int | None = None
-) -> Image.Image:
+def decode_image(data: bytes, max_bytes: int, max_pixels: int, target_size: int | None = None) -> Image.Image:
     """Returns an RGB image, or raises InvalidArgument/ResourceExhausted saying what was wrong.
 
     `target_size` lets JPEG decode at a reduced scale (PIL's draft mode) when the image is much
@@ -30,9 +28,7 @@ def decode_image(
             if width <= 0 or height <= 0:
                 raise InvalidArgument(f"image has invalid dimensions {width}x{height}")
             if width * height > max_pixels:
-                raise InvalidArgument(
-                    f"image is {width}x{height} pixels, over the {max_pixels}-pixel limit"
-                )
+                raise InvalidArgument(f"image is {width}x{height} pixels, over the {max_pixels}-pixel limit")
             if target_size is not None and image.format == "JPEG":
                 image.draft("RGB", (target_size, target_size))
             image.load()
@@ -50,13 +46,16 @@ def preprocess(image: Image.Image, spec: Preprocessing) -> np.ndarray:
     """Resize shorter side, centre crop, scale to [0, 1], normalise; returns float32 CHW or HWC."""
     width, height = image.size
     scale = spec.resize / min(width, height)
-    new_size = (max(spec.crop_size, round(width * scale)), max(spec.crop_size, round(height * scale)))
+    new_size = (
+        max(spec.crop_size, round(width * scale)),
+        max(spec.crop_size, round(height * scale)),
+    )
     image = image.resize(new_size, _RESAMPLE[spec.interpolation])
     left = (new_size[0] - spec.crop_size) // 2
     top = (new_size[1] - spec.crop_size) // 2
     image = image.crop((left, top, left + spec.crop_size, top + spec.crop_size))
-    pixels = np.asarray(image, dtype=np.float32) / 255.0
-    pixels = (pixels - np.asarray(spec.mean, np.float32)) / np.asarray(spec.std, np.float32)
+    scaled = np.asarray(image, dtype=np.float32) / np.float32(255.0)
+    pixels: np.ndarray = (scaled - np.asarray(spec.mean, np.float32)) / np.asarray(spec.std, np.float32)
     if spec.layout == "NCHW":
         pixels = pixels.transpose(2, 0, 1)
-    return np.ascontiguousarray(pixels)
+    return np.ascontiguousarray(pixels, dtype=np.float32)

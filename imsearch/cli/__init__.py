@@ -1,0 +1,1 @@
+"""The `imsearch` command: a gRPC client of the gateway, plus the launcher of the suite."""

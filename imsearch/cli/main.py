@@ -1,0 +1,113 @@
+"""`imsearch`: serve the suite, index folders of images, search, load-test.
+
+Clients find the gateway with --gateway HOST:PORT or IMSEARCH_GATEWAY (default 127.0.0.1:50050).
+"""
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from imsearch.client import INDEX_KINDS, SearchClient, gateway_address, labelled_images
+from imsearch.common.config import read_config_file
+from imsearch.common.runner import run_until_signal
+from imsearch.common.structs import to_dict
+
+
+def cmd_serve(args: argparse.Namespace) -> None:
+    from imsearch.suite import start_suite
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    suite = start_suite(args.data_dir, args.listen, read_config_file(args.config))
+    run_until_signal(
+        f"imsearch suite ready: gateway on {suite.address}, metrics at {', '.join(suite.metrics_urls())}",
+        suite.stop,
+    )
+
+
+def cmd_index(args: argparse.Namespace) -> None:
+    client = SearchClient(gateway_address(args.gateway))
+    items = (
+        (image_id, path.read_bytes(), {"label": label, "path": str(path)})
+        for image_id, path, label in labelled_images(args.paths)
+    )
+    added = client.add_images(items)
+    print(f"added {added} images")
+
+
+def cmd_search(args: argparse.Namespace) -> None:
+    client = SearchClient(gateway_address(args.gateway))
+    response = client.search(
+        args.image.read_bytes(),
+        args.top_k,
+        args.index,
+        json.loads(args.filter) if args.filter else None,
+        {"on": True, "off": False, "default": None}[args.rerank],
+    )
+    rows: list[dict[str, Any]] = [
+        {"id": r.id, "score": round(r.score, 6), "metadata": to_dict(r.metadata)}
+        for r in response.results
+    ]
+    if args.json:
+        print(json.dumps({"model": response.model, "reranked": response.reranked, "results": rows}, indent=2))
+        return
+    for rank, row in enumerate(rows, 1):
+        print(f"{rank:3d}  {row['score']:.4f}  {row['id']}  {row['metadata'].get('label', '')}")
+
+
+def cmd_loadtest(args: argparse.Namespace) -> None:
+    from imsearch.cli.loadtest import run_loadtest
+
+    run_loadtest(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="imsearch", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the whole suite on embedded defaults")
+    serve.add_argument("--data-dir", type=Path, default=Path("data"), help="Qdrant shards and Redis data")
+    serve.add_argument("--listen", default=None, help="gateway address (default 127.0.0.1:50050)")
+    serve.add_argument("--config", type=Path, default=None, help="TOML settings file (or IMSEARCH_CONFIG)")
+    serve.set_defaults(func=cmd_serve)
+
+    def client_parser(name: str, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text)
+        p.add_argument("--gateway", default=None, help="gateway HOST:PORT (or IMSEARCH_GATEWAY)")
+        return p
+
+    index = client_parser("index", "add the images under folders (label = folder name)")
+    index.add_argument("paths", nargs="+", type=Path)
+    index.set_defaults(func=cmd_index)
+
+    search = client_parser("search", "find images similar to IMAGE")
+    search.add_argument("image", type=Path)
+    search.add_argument("--top-k", type=int, default=10)
+    search.add_argument("--index", choices=sorted(INDEX_KINDS), default="hnsw")
+    search.add_argument("--filter", default=None, help='metadata filter as JSON, e.g. \'{"label": "cat"}\'')
+    search.add_argument("--rerank", choices=["default", "on", "off"], default="default")
+    search.add_argument("--json", action="store_true", help="print JSON")
+    search.set_defaults(func=cmd_search)
+
+    from imsearch.cli.loadtest import add_loadtest_arguments
+
+    loadtest = client_parser("loadtest", "measure QPS and latency of Search against a running gateway")
+    add_loadtest_arguments(loadtest)
+    loadtest.set_defaults(func=cmd_loadtest)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except grpc.RpcError as exc:
+        sys.exit(f"error: {exc.code().name}: {exc.details()}")
+
+
+if __name__ == "__main__":
+    main()

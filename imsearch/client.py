@@ -1,0 +1,76 @@
+"""A small typed client of the gateway's SearchService, used by the CLI and the benchmarks."""
+
+import os
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from imsearch.common.server import GRPC_OPTIONS
+from imsearch.common.structs import to_struct
+from imsearch.v1 import index_pb2, search_pb2, search_pb2_grpc
+
+DEFAULT_GATEWAY = "127.0.0.1:50050"
+INDEX_KINDS = {
+    "hnsw": index_pb2.INDEX_KIND_HNSW,
+    "lsh": index_pb2.INDEX_KIND_LSH,
+    "exact": index_pb2.INDEX_KIND_EXACT,
+}
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
+
+
+def gateway_address(flag: str | None) -> str:
+    return flag or os.environ.get("IMSEARCH_GATEWAY") or DEFAULT_GATEWAY
+
+
+class SearchClient:
+    def __init__(self, address: str, timeout: float = 60.0) -> None:
+        self._channel = grpc.insecure_channel(address, options=GRPC_OPTIONS)
+        self._stub = search_pb2_grpc.SearchServiceStub(self._channel)
+        self._timeout = timeout
+
+    def add_images(self, items: Iterable[tuple[str, bytes, dict[str, Any]]]) -> int:
+        requests = (
+            search_pb2.AddImageRequest(id=i, image=data, metadata=to_struct(meta)) for i, data, meta in items
+        )
+        return int(self._stub.AddImages(requests).added)
+
+    def search(
+        self,
+        image: bytes,
+        top_k: int = 10,
+        index: str = "hnsw",
+        metadata_filter: dict[str, Any] | None = None,
+        rerank: bool | None = None,
+    ) -> search_pb2.SearchResponse:
+        mode = {None: search_pb2.RERANK_DEFAULT, True: search_pb2.RERANK_ON, False: search_pb2.RERANK_OFF}
+        request = search_pb2.SearchRequest(
+            image=image,
+            top_k=top_k,
+            index=INDEX_KINDS[index],
+            filter=to_struct(metadata_filter or {}),
+            rerank=mode[rerank],
+        )
+        response: search_pb2.SearchResponse = self._stub.Search(request, timeout=self._timeout)
+        return response
+
+    def delete(self, ids: list[str]) -> int:
+        return int(self._stub.DeleteImages(search_pb2.DeleteImagesRequest(ids=ids)).deleted)
+
+    def stats(self) -> search_pb2.Stats:
+        stats: search_pb2.Stats = self._stub.GetStats(search_pb2.GetStatsRequest(), timeout=self._timeout)
+        return stats
+
+    def close(self) -> None:
+        self._channel.close()
+
+
+def labelled_images(roots: Iterable[Path]) -> Iterator[tuple[str, Path, str]]:
+    """(id, path, label) for every image under the roots; label = the parent folder's name."""
+    for root in roots:
+        files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
+        for path in files:
+            if path.suffix.lower() in IMAGE_SUFFIXES:
+                base = root.parent if root.is_file() else root
+                yield str(path.relative_to(base)), path, path.parent.name

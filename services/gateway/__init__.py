@@ -1,0 +1,1 @@
+"""Gateway: the public SearchService, orchestrating encode -> search -> rerank over the other two."""

@@ -1,0 +1,52 @@
+"""gRPC face of the gateway: the public SearchService."""
+
+from collections.abc import Iterator
+
+import grpc
+
+from imsearch.v1 import search_pb2, search_pb2_grpc
+from services.gateway.pipeline import SearchPipeline
+
+
+class SearchServicer(search_pb2_grpc.SearchServiceServicer):
+    def __init__(self, pipeline: SearchPipeline) -> None:
+        self._pipeline = pipeline
+
+    def AddImage(
+        self, request: search_pb2.AddImageRequest, context: grpc.ServicerContext
+    ) -> search_pb2.AddImageResponse:
+        self._pipeline.add([request])
+        return search_pb2.AddImageResponse(id=request.id)
+
+    def AddImages(
+        self, request_iterator: Iterator[search_pb2.AddImageRequest], context: grpc.ServicerContext
+    ) -> search_pb2.AddImagesResponse:
+        return search_pb2.AddImagesResponse(added=self._pipeline.add_stream(request_iterator))
+
+    def Search(
+        self, request: search_pb2.SearchRequest, context: grpc.ServicerContext
+    ) -> search_pb2.SearchResponse:
+        result = self._pipeline.search(
+            request.image, request.top_k, request.index, request.filter, request.rerank
+        )
+        return search_pb2.SearchResponse(
+            results=[
+                search_pb2.SearchResult(id=h.id, score=h.score, metadata=h.metadata) for h in result.hits
+            ],
+            model=self._pipeline.model,
+            index=request.index,
+            reranked=result.reranked,
+            candidates_scored=result.candidates_scored,
+        )
+
+    def DeleteImages(
+        self, request: search_pb2.DeleteImagesRequest, context: grpc.ServicerContext
+    ) -> search_pb2.DeleteImagesResponse:
+        return search_pb2.DeleteImagesResponse(deleted=self._pipeline.delete(list(request.ids)))
+
+    def GetStats(
+        self, request: search_pb2.GetStatsRequest, context: grpc.ServicerContext
+    ) -> search_pb2.Stats:
+        return search_pb2.Stats(
+            model=self._pipeline.model, dim=self._pipeline.dim, collection=self._pipeline.stats()
+        )

@@ -1,0 +1,1 @@
+"""Index service: Qdrant (HNSW and exact) beside our LSH bucket store in Redis, kept in step."""

@@ -1,0 +1,80 @@
+"""Wires the index service: stores + engine + servicer + gRPC server + metrics endpoint."""
+
+from dataclasses import dataclass
+
+import redis
+
+from imsearch.common.metrics import ServiceMetrics
+from imsearch.common.server import RunningServer, create_server
+from imsearch.v1 import index_pb2, index_pb2_grpc
+from services.index.engine import IndexEngine
+from services.index.servicer import IndexServicer
+from services.index.settings import IndexSettings
+from services.index.stores.base import VectorStore
+from services.index.stores.qdrant_edge import QdrantEdgeStore
+from services.index.stores.qdrant_server import QdrantServerStore
+from services.index.stores.redis_lsh import LshParams, RedisLshStore
+
+SERVICE_NAME = index_pb2.DESCRIPTOR.services_by_name["IndexService"].full_name
+
+
+def build_vector_store(settings: IndexSettings) -> VectorStore:
+    if settings.qdrant_url:
+        return QdrantServerStore(
+            url=settings.qdrant_url,
+            api_key=settings.qdrant_api_key,
+            hnsw_m=settings.hnsw_m,
+            hnsw_ef_construct=settings.hnsw_ef_construct,
+            hnsw_ef=settings.hnsw_ef,
+        )
+    return QdrantEdgeStore(
+        settings.data_dir / "qdrant",
+        hnsw_m=settings.hnsw_m,
+        hnsw_ef_construct=settings.hnsw_ef_construct,
+        hnsw_ef=settings.hnsw_ef,
+    )
+
+
+def build_engine(settings: IndexSettings, metrics: ServiceMetrics) -> IndexEngine:
+    params = LshParams(
+        tables=settings.lsh_tables,
+        bits=settings.lsh_bits,
+        seed=settings.lsh_seed,
+        probe_radius=settings.lsh_probe_radius,
+        full_scan_threshold=settings.lsh_full_scan_threshold,
+    )
+    client = redis.Redis.from_url(settings.redis_url, socket_timeout=10, socket_connect_timeout=5)
+    lsh = RedisLshStore(client, params, settings.redis_prefix)
+    return IndexEngine(build_vector_store(settings), lsh, metrics, settings.optimize_min_points)
+
+
+@dataclass
+class IndexApp:
+    server: RunningServer
+    engine: IndexEngine
+    metrics: ServiceMetrics
+    metrics_port: int | None
+    settings: IndexSettings
+
+    @property
+    def address(self) -> str:
+        return f"{self.settings.listen.rpartition(':')[0]}:{self.server.port}"
+
+    def stop(self) -> None:
+        self.server.stop()
+        self.engine.close()
+
+
+def start_index(settings: IndexSettings) -> IndexApp:
+    metrics = ServiceMetrics("index")
+    engine = build_engine(settings, metrics)
+    servicer = IndexServicer(engine)
+    server = create_server(
+        lambda s: index_pb2_grpc.add_IndexServiceServicer_to_server(servicer, s),
+        [SERVICE_NAME],
+        settings.listen,
+        metrics,
+    )
+    metrics_port = metrics.serve_http(settings.metrics_port) if settings.metrics_port >= 0 else None
+    server.set_serving(True)
+    return IndexApp(server, engine, metrics, metrics_port, settings)

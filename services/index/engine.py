@@ -1,0 +1,264 @@
+"""The index service's core: one write path over Qdrant and the LSH store, three search paths.
+
+Writes go to Qdrant first, then to the LSH store in one Redis transaction. If the LSH write
+fails, the Qdrant write is undone (old points restored, new ones removed), so neither store is
+left half-written; if even the undo fails, the collection is marked for repair and the next
+write (or the next start) reconciles the LSH store from Qdrant, the source of truth.
+"""
+
+import logging
+import threading
+from functools import partial
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
+
+import numpy as np
+import redis
+
+from imsearch.common.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
+from imsearch.common.metrics import ServiceMetrics
+from imsearch.common.validation import validate_id, validate_top_k
+from services.index.stores.base import MetadataFilter, ScoredPoint, StoredPoint, VectorStore
+from services.index.stores.redis_lsh import RedisLshStore
+
+log = logging.getLogger(__name__)
+
+MAX_DIM = 65536
+T = TypeVar("T")
+
+
+@dataclass
+class CollectionStats:
+    dim: int
+    points: int
+    lsh_points: int
+    hnsw_built: bool
+    lsh_tables: int
+    lsh_bits: int
+
+
+@dataclass
+class SearchOutcome:
+    hits: list[ScoredPoint]
+    candidates_scored: int
+
+
+class IndexEngine:
+    def __init__(
+        self,
+        vectors: VectorStore,
+        lsh: RedisLshStore,
+        metrics: ServiceMetrics,
+        optimize_min_points: int = 1000,
+    ) -> None:
+        self._vectors = vectors
+        self._lsh = lsh
+        self._metrics = metrics
+        self._write_lock = threading.Lock()
+        self._needs_repair: set[str] = set()
+        self._optimize_min_points = optimize_min_points
+        self._optimized_at: dict[str, int] = {}
+        self._optimizing: set[str] = set()
+        for name in self._vectors.collections():
+            self._with_redis(partial(self.reconcile, name))
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    @staticmethod
+    def _with_redis(action: Callable[[], T]) -> T:
+        try:
+            return action()
+        except redis.exceptions.RedisError as exc:
+            raise Unavailable(f"LSH store (Redis) unavailable: {exc}") from None
+
+    def _dim(self, collection: str) -> int:
+        dim = self._vectors.collections().get(collection)
+        if dim is None:
+            raise NotFound(f"collection {collection!r} does not exist")
+        return dim
+
+    def _check_vector(self, collection: str, values: Sequence[float], what: str) -> np.ndarray:
+        dim = self._dim(collection)
+        if len(values) != dim:
+            raise InvalidArgument(f"{what} has dimension {len(values)}, collection {collection!r} has {dim}")
+        vector = np.asarray(values, dtype=np.float32)
+        if not np.all(np.isfinite(vector)):
+            raise InvalidArgument(f"{what} has NaN or infinite values")
+        if not np.any(vector):
+            raise InvalidArgument(f"{what} is all zeros (cosine is undefined)")
+        return vector
+
+    # -- collections ------------------------------------------------------------------------
+
+    def ensure_collection(self, collection: str, dim: int) -> None:
+        if not 1 <= dim <= MAX_DIM:
+            raise InvalidArgument(f"dim must be between 1 and {MAX_DIM}, got {dim}")
+        existing = self._vectors.collections().get(collection)
+        if existing is not None and existing != dim:
+            raise FailedPrecondition(f"collection {collection!r} exists with dimension {existing}, not {dim}")
+        with self._write_lock:
+            self._with_redis(lambda: self._lsh.ensure_collection(collection, dim))
+            self._vectors.create_collection(collection, dim)
+
+    def info(self, collection: str) -> CollectionStats:
+        dim = self._dim(collection)
+        points = self._vectors.count(collection)
+        lsh_points = self._with_redis(lambda: self._lsh.count(collection))
+        params = self._with_redis(lambda: self._lsh.params(collection))
+        self._metrics.index_points.labels(collection, "qdrant").set(points)
+        self._metrics.index_points.labels(collection, "lsh").set(lsh_points)
+        return CollectionStats(
+            dim, points, lsh_points, self._vectors.hnsw_built(collection), params.tables, params.bits
+        )
+
+    # -- writes -----------------------------------------------------------------------------
+
+    def upsert(self, collection: str, items: Sequence[tuple[str, Sequence[float], dict]]) -> int:  # type: ignore[type-arg]
+        if not items:
+            raise InvalidArgument("no points given")
+        seen: set[str] = set()
+        points = []
+        for point_id, values, metadata in items:
+            validate_id(point_id)
+            if point_id in seen:
+                raise InvalidArgument(f"id {point_id!r} appears twice in one request")
+            seen.add(point_id)
+            points.append(
+                StoredPoint(
+                    point_id,
+                    self._check_vector(collection, values, f"vector of {point_id!r}"),
+                    metadata,
+                )
+            )
+        ids = [p.id for p in points]
+        with self._write_lock:
+            self._repair_if_needed(collection)
+            previous = self._vectors.retrieve(collection, ids)
+            self._vectors.upsert(collection, points)
+            try:
+                self._with_redis(lambda: self._lsh.upsert(collection, points))
+            except Unavailable:
+                self._undo(collection, previous, ids)
+                raise
+        self._maybe_optimize(collection)
+        return len(points)
+
+    def delete(self, collection: str, ids: Sequence[str]) -> int:
+        for point_id in ids:
+            validate_id(point_id)
+        with self._write_lock:
+            self._repair_if_needed(collection)
+            previous = self._vectors.retrieve(collection, ids)
+            self._vectors.delete(collection, ids)
+            try:
+                self._with_redis(lambda: self._lsh.delete(collection, ids))
+            except Unavailable:
+                self._undo(collection, previous, ids)
+                raise
+        return len(previous)
+
+    def _undo(self, collection: str, previous: list[StoredPoint], ids: Sequence[str]) -> None:
+        """Puts Qdrant back as it was before a write whose LSH half failed."""
+        try:
+            restored = {p.id for p in previous}
+            added = [i for i in ids if i not in restored]
+            if added:
+                self._vectors.delete(collection, added)
+            if previous:
+                self._vectors.upsert(collection, previous)
+        except Exception:
+            log.exception("could not undo a write to %s; marking it for repair", collection)
+            self._needs_repair.add(collection)
+
+    def _repair_if_needed(self, collection: str) -> None:
+        if collection in self._needs_repair:
+            self.reconcile(collection)
+
+    def reconcile(self, collection: str) -> int:
+        """Makes the LSH store hold exactly Qdrant's points; returns how many were fixed."""
+        self._dim(collection)
+        self._lsh.ensure_collection(collection, self._dim(collection))
+        lsh_ids = set(self._lsh.iter_ids(collection))
+        missing: list[StoredPoint] = []
+        for point in self._vectors.iter_points(collection):
+            if point.id in lsh_ids:
+                lsh_ids.discard(point.id)
+            else:
+                missing.append(point)
+        for start in range(0, len(missing), 512):
+            self._lsh.upsert(collection, missing[start : start + 512])
+        stale = sorted(lsh_ids)
+        if stale:
+            self._lsh.delete(collection, stale)
+        if missing or stale:
+            log.warning(
+                "repaired LSH store of %s: %d added, %d removed",
+                collection,
+                len(missing),
+                len(stale),
+            )
+        self._needs_repair.discard(collection)
+        return len(missing) + len(stale)
+
+    def _maybe_optimize(self, collection: str) -> None:
+        """Rebuilds the HNSW graph in the background each time the collection doubles."""
+        count = self._vectors.count(collection)
+        threshold = max(self._optimize_min_points, 2 * self._optimized_at.get(collection, 0))
+        if count < threshold or collection in self._optimizing:
+            return
+        self._optimizing.add(collection)
+
+        def run() -> None:
+            try:
+                self.optimize(collection)
+            finally:
+                self._optimizing.discard(collection)
+
+        threading.Thread(target=run, name=f"optimize-{collection}", daemon=True).start()
+
+    def optimize(self, collection: str) -> None:
+        count = self._vectors.count(collection)
+        with self._metrics.stage("optimize"):
+            self._vectors.optimize(collection)
+        self._optimized_at[collection] = count
+
+    # -- reads ------------------------------------------------------------------------------
+
+    def search(
+        self,
+        collection: str,
+        values: Sequence[float],
+        top_k: int,
+        index: str,
+        metadata_filter: MetadataFilter | None,
+        with_vectors: bool,
+    ) -> SearchOutcome:
+        validate_top_k(top_k)
+        query = self._check_vector(collection, values, "query vector")
+        query = query / float(np.linalg.norm(query))
+        with self._metrics.stage(f"search_{index}"):
+            if index == "lsh":
+                hits, scored = self._with_redis(
+                    lambda: self._lsh.search(collection, query, top_k, metadata_filter)
+                )
+                if with_vectors and hits:
+                    stored = {
+                        p.id: p.vector for p in self._vectors.retrieve(collection, [h.id for h in hits])
+                    }
+                    hits = [h for h in hits if h.id in stored]
+                    for hit in hits:
+                        hit.vector = stored[hit.id]
+                return SearchOutcome(hits, scored)
+            exact = index == "exact"
+            hits = self._vectors.search(collection, query, top_k, metadata_filter, exact, with_vectors)
+            scored = self._vectors.count(collection) if exact else 0
+            return SearchOutcome(hits, scored)
+
+    def close(self) -> None:
+        with self._write_lock:
+            self._vectors.close()
+
+    def get_vectors(self, collection: str, ids: Sequence[str]) -> list[StoredPoint]:
+        self._dim(collection)
+        return self._vectors.retrieve(collection, ids)

@@ -1,0 +1,105 @@
+"""gRPC face of the index service."""
+
+import grpc
+
+from imsearch.common.errors import InvalidArgument
+from imsearch.common.structs import parse_filter, to_dict, to_struct
+from imsearch.v1 import index_pb2, index_pb2_grpc
+from services.index.engine import IndexEngine
+
+INDEX_NAMES: dict[int, str] = {
+    index_pb2.INDEX_KIND_UNSPECIFIED: "hnsw",
+    index_pb2.INDEX_KIND_HNSW: "hnsw",
+    index_pb2.INDEX_KIND_LSH: "lsh",
+    index_pb2.INDEX_KIND_EXACT: "exact",
+}
+
+
+def index_name(kind: int) -> str:
+    name = INDEX_NAMES.get(kind)
+    if name is None:
+        raise InvalidArgument(f"unknown index {kind}; use hnsw, lsh or exact")
+    return name
+
+
+def require_collection(name: str) -> str:
+    if not name:
+        raise InvalidArgument("collection name is empty")
+    return name
+
+
+class IndexServicer(index_pb2_grpc.IndexServiceServicer):
+    def __init__(self, engine: IndexEngine) -> None:
+        self._engine = engine
+
+    def _info(self, collection: str) -> index_pb2.CollectionInfo:
+        info = self._engine.info(collection)
+        return index_pb2.CollectionInfo(
+            collection=collection,
+            dim=info.dim,
+            points=info.points,
+            lsh_points=info.lsh_points,
+            hnsw_built=info.hnsw_built,
+            lsh_tables=info.lsh_tables,
+            lsh_bits=info.lsh_bits,
+        )
+
+    def EnsureCollection(
+        self, request: index_pb2.EnsureCollectionRequest, context: grpc.ServicerContext
+    ) -> index_pb2.CollectionInfo:
+        collection = require_collection(request.collection)
+        self._engine.ensure_collection(collection, request.dim)
+        return self._info(collection)
+
+    def Upsert(
+        self, request: index_pb2.UpsertRequest, context: grpc.ServicerContext
+    ) -> index_pb2.UpsertResponse:
+        items = [(p.id, list(p.vector), to_dict(p.metadata)) for p in request.points]
+        upserted = self._engine.upsert(require_collection(request.collection), items)
+        return index_pb2.UpsertResponse(upserted=upserted)
+
+    def Delete(
+        self, request: index_pb2.DeleteRequest, context: grpc.ServicerContext
+    ) -> index_pb2.DeleteResponse:
+        deleted = self._engine.delete(require_collection(request.collection), list(request.ids))
+        return index_pb2.DeleteResponse(deleted=deleted)
+
+    def Search(
+        self, request: index_pb2.SearchVectorRequest, context: grpc.ServicerContext
+    ) -> index_pb2.SearchVectorResponse:
+        outcome = self._engine.search(
+            require_collection(request.collection),
+            request.vector,
+            request.top_k,
+            index_name(request.index),
+            parse_filter(request.filter),
+            request.with_vectors,
+        )
+        return index_pb2.SearchVectorResponse(
+            hits=[
+                index_pb2.Hit(
+                    id=h.id,
+                    score=h.score,
+                    metadata=to_struct(h.metadata),
+                    vector=h.vector.tolist() if h.vector is not None else [],
+                )
+                for h in outcome.hits
+            ],
+            candidates_scored=outcome.candidates_scored,
+        )
+
+    def GetVectors(
+        self, request: index_pb2.GetVectorsRequest, context: grpc.ServicerContext
+    ) -> index_pb2.GetVectorsResponse:
+        points = self._engine.get_vectors(require_collection(request.collection), list(request.ids))
+        return index_pb2.GetVectorsResponse(
+            points=[
+                index_pb2.Point(id=p.id, vector=p.vector.tolist(), metadata=to_struct(p.metadata))
+                for p in points
+            ]
+        )
+
+    def GetCollectionInfo(
+        self, request: index_pb2.GetCollectionInfoRequest, context: grpc.ServicerContext
+    ) -> index_pb2.CollectionInfo:
+        return self._info(require_collection(request.collection))

@@ -1,0 +1,26 @@
+"""Index settings: environment (IMSEARCH_INDEX_*) and defaults."""
+
+from pathlib import Path
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class IndexSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="IMSEARCH_INDEX_")
+
+    listen: str = "127.0.0.1:50052"
+    metrics_port: int = 9102  # 0 picks a free port, -1 disables
+    data_dir: Path = Path("data")  # embedded Qdrant shards live in <data_dir>/qdrant
+    qdrant_url: str | None = None  # set to use a Qdrant server instead of the embedded engine
+    qdrant_api_key: str | None = None
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_prefix: str = "imsearch:lsh"
+    hnsw_m: int = 16
+    hnsw_ef_construct: int = 128
+    hnsw_ef: int = 128  # query-time beam width: higher = better recall, slower
+    optimize_min_points: int = 1000  # build HNSW from this size, then each time it doubles
+    lsh_tables: int = 16
+    lsh_bits: int = 14
+    lsh_seed: int = 0
+    lsh_probe_radius: int = 1
+    lsh_full_scan_threshold: int = 1000

@@ -1,0 +1,178 @@
+"""Embedded Qdrant: the real engine in-process (qdrant-edge-py), one on-disk shard per collection.
+
+Edge builds the HNSW graph only when `optimize()` runs; the index service calls it as the
+collection grows (see `services.index.engine`).
+"""
+
+import json
+import re
+import shutil
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import qdrant_edge as qe
+
+from imsearch.common.errors import NotFound
+from services.index.stores.base import MetadataFilter, ScoredPoint, StoredPoint
+from services.index.stores.qdrant_ids import (
+    ID_KEY,
+    METADATA_KEY,
+    metadata_key,
+    payload_for,
+    point_uuid,
+)
+
+_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+def _edge_filter(metadata_filter: MetadataFilter | None) -> qe.Filter | None:
+    if not metadata_filter:
+        return None
+    return qe.Filter(
+        must=[
+            qe.FieldCondition(key=metadata_key(k), match=qe.MatchValue(v)) for k, v in metadata_filter.items()
+        ]
+    )
+
+
+def _to_point(record: Any) -> StoredPoint:
+    payload = record.payload or {}
+    return StoredPoint(
+        id=payload[ID_KEY],
+        vector=np.asarray(record.vector, dtype=np.float32),
+        metadata=payload.get(METADATA_KEY, {}),
+    )
+
+
+class QdrantEdgeStore:
+    def __init__(
+        self,
+        root: Path,
+        hnsw_m: int = 16,
+        hnsw_ef_construct: int = 128,
+        hnsw_ef: int = 128,
+        full_scan_threshold_kb: int = 1000,
+    ) -> None:
+        self._root = root
+        self._root.mkdir(parents=True, exist_ok=True)
+        self._hnsw = qe.HnswIndexConfig(
+            m=hnsw_m, ef_construct=hnsw_ef_construct, full_scan_threshold=full_scan_threshold_kb
+        )
+        self._hnsw_ef = hnsw_ef
+        self._lock = threading.Lock()
+        self._shards: dict[str, qe.EdgeShard] = {}
+        self._dims: dict[str, int] = {}
+        for path in sorted(p for p in root.iterdir() if p.is_dir()):
+            shard = qe.EdgeShard.load(str(path))
+            self._shards[path.name] = shard
+            self._dims[path.name] = next(iter(shard_vectors(path).values()))
+
+    def _config(self, dim: int) -> qe.EdgeConfig:
+        return qe.EdgeConfig(
+            vectors=qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine),
+            hnsw_config=self._hnsw,
+            # Index any segment over ~1 MB (about 200 vectors of 1280 floats) when optimising.
+            optimizers=qe.EdgeOptimizersConfig(indexing_threshold=1000, default_segment_number=1),
+        )
+
+    def collections(self) -> dict[str, int]:
+        return dict(self._dims)
+
+    def create_collection(self, name: str, dim: int) -> None:
+        with self._lock:
+            if name in self._shards:
+                return
+            path = self._root / name
+            if path.exists():  # a half-made shard from a crash during create
+                shutil.rmtree(path)
+            self._shards[name] = qe.EdgeShard.create(str(path), self._config(dim))
+            self._dims[name] = dim
+
+    def _shard(self, name: str) -> qe.EdgeShard:
+        shard = self._shards.get(name)
+        if shard is None:
+            raise NotFound(f"collection {name!r} does not exist")
+        return shard
+
+    def upsert(self, collection: str, points: Sequence[StoredPoint]) -> None:
+        self._shard(collection).update(
+            qe.UpdateOperation.upsert_points(
+                [qe.Point(point_uuid(p.id), p.vector.tolist(), payload_for(p.id, p.metadata)) for p in points]
+            )
+        )
+
+    def delete(self, collection: str, ids: Sequence[str]) -> None:
+        self._shard(collection).update(qe.UpdateOperation.delete_points([point_uuid(i) for i in ids]))
+
+    def retrieve(self, collection: str, ids: Sequence[str]) -> list[StoredPoint]:
+        records = self._shard(collection).retrieve(
+            [point_uuid(i) for i in ids], with_payload=True, with_vector=True
+        )
+        found = {p.id: p for p in map(_to_point, records)}
+        return [found[i] for i in ids if i in found]
+
+    def search(
+        self,
+        collection: str,
+        vector: np.ndarray,
+        top_k: int,
+        metadata_filter: MetadataFilter | None,
+        exact: bool,
+        with_vectors: bool,
+    ) -> list[ScoredPoint]:
+        hits = self._shard(collection).search(
+            qe.SearchRequest(
+                query=qe.Query.Nearest(vector.tolist()),
+                limit=top_k,
+                filter=_edge_filter(metadata_filter),
+                params=qe.SearchParams(hnsw_ef=self._hnsw_ef, exact=exact),
+                with_payload=True,
+                with_vector=with_vectors,
+            )
+        )
+        return [
+            ScoredPoint(
+                id=(hit.payload or {})[ID_KEY],
+                score=float(hit.score),
+                metadata=(hit.payload or {}).get(METADATA_KEY, {}),
+                vector=np.asarray(hit.vector, dtype=np.float32) if with_vectors else None,
+            )
+            for hit in hits
+        ]
+
+    def count(self, collection: str) -> int:
+        return int(self._shard(collection).count(qe.CountRequest(exact=True)))
+
+    def iter_points(self, collection: str, batch: int = 512) -> Iterator[StoredPoint]:
+        shard = self._shard(collection)
+        offset = None
+        while True:
+            records, offset = shard.scroll(
+                qe.ScrollRequest(offset=offset, limit=batch, with_payload=True, with_vector=True)
+            )
+            yield from map(_to_point, records)
+            if offset is None:
+                return
+
+    def hnsw_built(self, collection: str) -> bool:
+        info = self._shard(collection).info()
+        return bool(info.points_count > 0 and info.indexed_vectors_count >= info.points_count)
+
+    def optimize(self, collection: str) -> None:
+        self._shard(collection).optimize()
+
+    def close(self) -> None:
+        with self._lock:
+            for shard in self._shards.values():
+                shard.flush()
+                shard.close()
+            self._shards.clear()
+
+
+def shard_vectors(path: Path) -> dict[str, int]:
+    """Vector name -> dimension, read from the shard's persisted config."""
+    config = json.loads((path / "edge_config.json").read_text())
+    return {name: int(params["size"]) for name, params in config["vectors"].items()}

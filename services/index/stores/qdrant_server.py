@@ -1,0 +1,158 @@
+"""Qdrant server through qdrant-client: the production store (one Qdrant collection per ours).
+
+Constructed with a URL for a Qdrant server; `location=":memory:"` runs qdrant-client's local
+mode, which the congruence tests use to check this adapter against the embedded one.
+"""
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+from qdrant_client import QdrantClient, models
+
+from imsearch.common.errors import NotFound
+from services.index.stores.base import MetadataFilter, ScoredPoint, StoredPoint
+from services.index.stores.qdrant_ids import (
+    ID_KEY,
+    METADATA_KEY,
+    metadata_key,
+    payload_for,
+    point_uuid,
+)
+
+
+def _client_filter(metadata_filter: MetadataFilter | None) -> models.Filter | None:
+    if not metadata_filter:
+        return None
+    return models.Filter(
+        must=[
+            models.FieldCondition(key=metadata_key(k), match=models.MatchValue(value=v))
+            for k, v in metadata_filter.items()
+        ]
+    )
+
+
+def _to_point(record: Any) -> StoredPoint:
+    payload = record.payload or {}
+    return StoredPoint(
+        id=payload[ID_KEY],
+        vector=np.asarray(record.vector, dtype=np.float32),
+        metadata=payload.get(METADATA_KEY, {}),
+    )
+
+
+class QdrantServerStore:
+    def __init__(
+        self,
+        url: str | None = None,
+        location: str | None = None,
+        api_key: str | None = None,
+        hnsw_m: int = 16,
+        hnsw_ef_construct: int = 128,
+        hnsw_ef: int = 128,
+    ) -> None:
+        self._client = QdrantClient(url=url, location=location, api_key=api_key)
+        self._hnsw = models.HnswConfigDiff(m=hnsw_m, ef_construct=hnsw_ef_construct)
+        self._hnsw_ef = hnsw_ef
+
+    def collections(self) -> dict[str, int]:
+        dims = {}
+        for c in self._client.get_collections().collections:
+            params = self._client.get_collection(c.name).config.params.vectors
+            if isinstance(params, models.VectorParams):
+                dims[c.name] = params.size
+        return dims
+
+    def create_collection(self, name: str, dim: int) -> None:
+        if self._client.collection_exists(name):
+            return
+        self._client.create_collection(
+            name,
+            vectors_config=models.VectorParams(size=dim, distance=models.Distance.COSINE),
+            hnsw_config=self._hnsw,
+        )
+
+    def _require(self, collection: str) -> None:
+        if not self._client.collection_exists(collection):
+            raise NotFound(f"collection {collection!r} does not exist")
+
+    def upsert(self, collection: str, points: Sequence[StoredPoint]) -> None:
+        self._client.upsert(
+            collection,
+            points=[
+                models.PointStruct(
+                    id=point_uuid(p.id),
+                    vector=p.vector.tolist(),
+                    payload=payload_for(p.id, p.metadata),
+                )
+                for p in points
+            ],
+            wait=True,
+        )
+
+    def delete(self, collection: str, ids: Sequence[str]) -> None:
+        self._client.delete(
+            collection,
+            points_selector=models.PointIdsList(points=[point_uuid(i) for i in ids]),
+            wait=True,
+        )
+
+    def retrieve(self, collection: str, ids: Sequence[str]) -> list[StoredPoint]:
+        records = self._client.retrieve(
+            collection, [point_uuid(i) for i in ids], with_payload=True, with_vectors=True
+        )
+        found = {p.id: p for p in map(_to_point, records)}
+        return [found[i] for i in ids if i in found]
+
+    def search(
+        self,
+        collection: str,
+        vector: np.ndarray,
+        top_k: int,
+        metadata_filter: MetadataFilter | None,
+        exact: bool,
+        with_vectors: bool,
+    ) -> list[ScoredPoint]:
+        response = self._client.query_points(
+            collection,
+            query=vector.tolist(),
+            limit=top_k,
+            query_filter=_client_filter(metadata_filter),
+            search_params=models.SearchParams(hnsw_ef=self._hnsw_ef, exact=exact),
+            with_payload=True,
+            with_vectors=with_vectors,
+        )
+        return [
+            ScoredPoint(
+                id=(hit.payload or {})[ID_KEY],
+                score=float(hit.score),
+                metadata=(hit.payload or {}).get(METADATA_KEY, {}),
+                vector=np.asarray(hit.vector, dtype=np.float32) if with_vectors else None,
+            )
+            for hit in response.points
+        ]
+
+    def count(self, collection: str) -> int:
+        self._require(collection)
+        return int(self._client.count(collection, exact=True).count)
+
+    def iter_points(self, collection: str, batch: int = 512) -> Iterator[StoredPoint]:
+        offset = None
+        while True:
+            records, offset = self._client.scroll(
+                collection, offset=offset, limit=batch, with_payload=True, with_vectors=True
+            )
+            yield from map(_to_point, records)
+            if offset is None:
+                return
+
+    def hnsw_built(self, collection: str) -> bool:
+        # The server indexes in the background once a segment passes its indexing threshold.
+        info = self._client.get_collection(collection)
+        return bool(info.points_count and (info.indexed_vectors_count or 0) >= info.points_count)
+
+    def optimize(self, collection: str) -> None:
+        """The server runs its optimizers by itself; nothing to trigger."""
+
+    def close(self) -> None:
+        self._client.close()
