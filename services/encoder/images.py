@@ -33,8 +33,13 @@ def decode_image(data: bytes, max_bytes: int, max_pixels: int, target_size: int 
                 image.draft("RGB", (target_size, target_size))
             image.load()
             return image.convert("RGB")
-    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise InvalidArgument("data is not a decodable image (or a decompression bomb)") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        # PIL's own guard fires on open for the most absurd sizes, before our check can.
+        raise InvalidArgument(
+            f"image dimensions are over the {max_pixels}-pixel limit (decompression bomb?)"
+        ) from None
+    except UnidentifiedImageError:
+        raise InvalidArgument("data is not a decodable image") from None
     except (OSError, SyntaxError, ValueError) as exc:  # truncated or corrupt files
         raise InvalidArgument(f"image could not be decoded: {exc}") from None
 

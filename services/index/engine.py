@@ -60,6 +60,7 @@ class IndexEngine:
         self._optimize_min_points = optimize_min_points
         self._optimized_at: dict[str, int] = {}
         self._optimizing: set[str] = set()
+        self._optimizer_threads: list[threading.Thread] = []
         for name in self._vectors.collections():
             self._with_redis(partial(self.reconcile, name))
 
@@ -212,10 +213,19 @@ class IndexEngine:
         def run() -> None:
             try:
                 self.optimize(collection)
+            except Exception:
+                log.exception("building the HNSW graph of %s failed", collection)
             finally:
                 self._optimizing.discard(collection)
 
-        threading.Thread(target=run, name=f"optimize-{collection}", daemon=True).start()
+        thread = threading.Thread(target=run, name=f"optimize-{collection}", daemon=True)
+        self._optimizer_threads.append(thread)
+        thread.start()
+
+    def wait_for_optimize(self) -> None:
+        """Blocks until background HNSW builds finish (for tests, benchmarks and shutdown)."""
+        while self._optimizer_threads:
+            self._optimizer_threads.pop().join()
 
     def optimize(self, collection: str) -> None:
         count = self._vectors.count(collection)
@@ -256,6 +266,7 @@ class IndexEngine:
             return SearchOutcome(hits, scored)
 
     def close(self) -> None:
+        self.wait_for_optimize()
         with self._write_lock:
             self._vectors.close()
 

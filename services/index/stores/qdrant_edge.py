@@ -74,8 +74,9 @@ class QdrantEdgeStore:
         return qe.EdgeConfig(
             vectors=qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine),
             hnsw_config=self._hnsw,
-            # Index any segment over ~1 MB (about 200 vectors of 1280 floats) when optimising.
-            optimizers=qe.EdgeOptimizersConfig(indexing_threshold=1000, default_segment_number=1),
+            # The engine decides *when* to build (see IndexEngine._maybe_optimize), so any
+            # segment over 1 KB gets its HNSW graph when optimize() runs.
+            optimizers=qe.EdgeOptimizersConfig(indexing_threshold=1, default_segment_number=1),
         )
 
     def collections(self) -> dict[str, int]:

@@ -177,7 +177,8 @@ class RedisLshStore:
         return int(self._redis.hlen(self._key(collection, "vec")))
 
     def iter_ids(self, collection: str) -> Iterator[str]:
-        for key in self._redis.hscan_iter(self._key(collection, "sig"), no_values=True):
+        # HSCAN's NOVALUES needs Redis 7.4; signatures are small, so read and drop them.
+        for key, _ in self._redis.hscan_iter(self._key(collection, "sig"), count=1000):
             yield _text(key)
 
 

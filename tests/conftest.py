@@ -1,0 +1,51 @@
+"""Shared fixtures: a real redis-server per session, a whole suite per module."""
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from imsearch.cli.embedded_redis import EmbeddedRedis
+from imsearch.suite import Suite, start_suite
+from services.encoder.model_spec import ModelSpec
+from tests.helpers import MODEL_REPOSITORY
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    onnx = ModelSpec.load(MODEL_REPOSITORY / "efficientnet_lite0").onnx_path(MODEL_REPOSITORY)
+    if not onnx.is_file():
+        pytest.exit(f"{onnx} is missing: run `make setup` first (it exports the default model)", 2)
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedRedis]:
+    server = EmbeddedRedis(tmp_path_factory.mktemp("redis"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_client(redis_server: EmbeddedRedis) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_server.url)
+    client.flushdb()
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="module")
+def suite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Suite]:
+    running = start_suite(
+        tmp_path_factory.mktemp("suite"),
+        listen="127.0.0.1:0",
+        model_repository=MODEL_REPOSITORY,
+        free_metrics_ports=True,
+    )
+    yield running
+    running.stop()
+
+
+def data_dir_or_skip(path: Path) -> Path:
+    if not path.is_dir():
+        pytest.skip(f"evaluation data not found at {path} (see the README: ../shared/data)")
+    return path

@@ -1,0 +1,179 @@
+"""The index service over real gRPC, with embedded Qdrant on disk and a real redis-server."""
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+from google.protobuf import struct_pb2
+
+from imsearch.cli.embedded_redis import EmbeddedRedis
+from imsearch.v1 import index_pb2, index_pb2_grpc
+from services.index.app import IndexApp, start_index
+from services.index.settings import IndexSettings
+
+DIM = 16
+Start = Callable[..., IndexApp]
+
+
+@pytest.fixture
+def start(tmp_path: Path) -> Iterator[Start]:
+    """Starts index services over one data dir; each gets its own Redis unless given one."""
+    apps: list[IndexApp] = []
+    redises: list[EmbeddedRedis] = []
+
+    def starter(redis_server: EmbeddedRedis | None = None, **overrides: object) -> IndexApp:
+        if redis_server is None:
+            redis_server = EmbeddedRedis(tmp_path / "redis")
+            redises.append(redis_server)
+        settings = IndexSettings(
+            listen="127.0.0.1:0",
+            metrics_port=-1,
+            data_dir=tmp_path,
+            redis_url=redis_server.url,
+            **overrides,  # type: ignore[arg-type]
+        )
+        app = start_index(settings)
+        apps.append(app)
+        return app
+
+    yield starter
+    for app in apps:
+        if not app.server.server._state.termination_event.is_set():  # type: ignore[attr-defined]
+            app.stop()
+    for server in redises:
+        server.stop()
+
+
+def stub_for(app: IndexApp) -> index_pb2_grpc.IndexServiceStub:
+    return index_pb2_grpc.IndexServiceStub(grpc.insecure_channel(app.address))
+
+
+def vec(seed: int) -> list[float]:
+    return np.random.default_rng(seed).standard_normal(DIM).astype(np.float32).tolist()
+
+
+def meta(**values: object) -> struct_pb2.Struct:
+    struct = struct_pb2.Struct()
+    struct.update(values)
+    return struct
+
+
+def fill(stub: index_pb2_grpc.IndexServiceStub, n: int = 50, collection: str = "c") -> None:
+    stub.EnsureCollection(index_pb2.EnsureCollectionRequest(collection=collection, dim=DIM))
+    points = [index_pb2.Point(id=f"p{i}", vector=vec(i), metadata=meta(group=i % 5)) for i in range(n)]
+    stub.Upsert(index_pb2.UpsertRequest(collection=collection, points=points))
+
+
+def search(stub: index_pb2_grpc.IndexServiceStub, seed: int, index: int, k: int = 5, **kw: object) -> list[str]:
+    request = index_pb2.SearchVectorRequest(collection="c", vector=vec(seed), top_k=k, index=index, **kw)  # type: ignore[arg-type]
+    return [h.id for h in stub.Search(request).hits]
+
+
+def test_every_index_finds_the_point_itself_and_agrees_on_small_data(start: Start) -> None:
+    stub = stub_for(start())
+    fill(stub)
+    for kind in (index_pb2.INDEX_KIND_HNSW, index_pb2.INDEX_KIND_LSH, index_pb2.INDEX_KIND_EXACT):
+        assert search(stub, 7, kind)[0] == "p7"
+    exact = search(stub, 7, index_pb2.INDEX_KIND_EXACT, k=10)
+    assert search(stub, 7, index_pb2.INDEX_KIND_HNSW, k=10) == exact
+    # LSH scores its float16 copies (full scan below the threshold): near-ties may swap places.
+    assert len(set(search(stub, 7, index_pb2.INDEX_KIND_LSH, k=10)) & set(exact)) >= 9
+
+
+def test_filter_replace_and_delete(start: Start) -> None:
+    stub = stub_for(start())
+    fill(stub)
+    for kind in (index_pb2.INDEX_KIND_HNSW, index_pb2.INDEX_KIND_LSH):
+        ids = search(stub, 7, kind, k=50, filter=meta(group=2))
+        assert ids and all(int(i[1:]) % 5 == 2 for i in ids)
+    stub.Upsert(index_pb2.UpsertRequest(collection="c", points=[index_pb2.Point(id="p7", vector=vec(999))]))
+    assert search(stub, 999, index_pb2.INDEX_KIND_LSH, k=1) == ["p7"]
+    assert search(stub, 999, index_pb2.INDEX_KIND_EXACT, k=1) == ["p7"]
+    deleted = stub.Delete(index_pb2.DeleteRequest(collection="c", ids=["p7", "p8", "nope"])).deleted
+    assert deleted == 2
+    info = stub.GetCollectionInfo(index_pb2.GetCollectionInfoRequest(collection="c"))
+    assert (info.points, info.lsh_points, info.dim) == (48, 48, DIM)
+
+
+def bad(stub: index_pb2_grpc.IndexServiceStub, call: str, request: object) -> grpc.RpcError:
+    with pytest.raises(grpc.RpcError) as error:
+        getattr(stub, call)(request)
+    return error.value
+
+
+def test_bad_requests_are_refused_and_nothing_changes(start: Start) -> None:
+    stub = stub_for(start())
+    fill(stub, 10)
+    P = index_pb2.Point
+    cases = [
+        ("Upsert", index_pb2.UpsertRequest(collection="c", points=[P(id="x", vector=[1.0] * 3)]), "INVALID_ARGUMENT", "dimension 3"),
+        ("Upsert", index_pb2.UpsertRequest(collection="c", points=[P(id="", vector=vec(1))]), "INVALID_ARGUMENT", "id is empty"),
+        ("Upsert", index_pb2.UpsertRequest(collection="c", points=[P(id="a", vector=vec(1)), P(id="a", vector=vec(2))]), "INVALID_ARGUMENT", "twice"),
+        ("Upsert", index_pb2.UpsertRequest(collection="c", points=[P(id="ok", vector=vec(1)), P(id="nan", vector=[float("nan")] * DIM)]), "INVALID_ARGUMENT", "NaN"),
+        ("Upsert", index_pb2.UpsertRequest(collection="c", points=[P(id="z" * 300, vector=vec(1))]), "INVALID_ARGUMENT", "longer than 256"),
+        ("Upsert", index_pb2.UpsertRequest(collection="nope", points=[P(id="a", vector=vec(1))]), "NOT_FOUND", "does not exist"),
+        ("Search", index_pb2.SearchVectorRequest(collection="c", vector=vec(1), top_k=0), "INVALID_ARGUMENT", "top_k"),
+        ("Search", index_pb2.SearchVectorRequest(collection="c", vector=vec(1), top_k=1001), "INVALID_ARGUMENT", "top_k"),
+        ("Search", index_pb2.SearchVectorRequest(collection="c", vector=vec(1), top_k=5, index=9), "INVALID_ARGUMENT", "unknown index"),  # type: ignore[arg-type]
+        ("Search", index_pb2.SearchVectorRequest(collection="c", vector=[0.0] * DIM, top_k=5), "INVALID_ARGUMENT", "all zeros"),
+        ("Search", index_pb2.SearchVectorRequest(collection="c", vector=vec(1), top_k=5, filter=meta(group=1.5)), "INVALID_ARGUMENT", "filter value"),
+        ("EnsureCollection", index_pb2.EnsureCollectionRequest(collection="c", dim=DIM + 1), "FAILED_PRECONDITION", "dimension"),
+        ("EnsureCollection", index_pb2.EnsureCollectionRequest(collection="d", dim=0), "INVALID_ARGUMENT", "dim"),
+    ]  # fmt: skip
+    for call, request, code, message in cases:
+        error = bad(stub, call, request)
+        assert (error.code().name, message in error.details()) == (code, True), (call, error.details())
+    info = stub.GetCollectionInfo(index_pb2.GetCollectionInfoRequest(collection="c"))
+    assert (info.points, info.lsh_points) == (10, 10)
+    assert stub.GetVectors(index_pb2.GetVectorsRequest(collection="c", ids=["ok", "a"])).points == []
+
+
+def test_a_redis_failure_leaves_neither_store_half_written(start: Start, tmp_path: Path) -> None:
+    redis_server = EmbeddedRedis(tmp_path / "own-redis")
+    stub = stub_for(start(redis_server))
+    fill(stub, 10)
+    before = stub.GetVectors(index_pb2.GetVectorsRequest(collection="c", ids=["p3"])).points[0]
+    redis_server.stop()  # a real fault: Redis goes away mid-service
+    replace = index_pb2.UpsertRequest(
+        collection="c", points=[index_pb2.Point(id="p3", vector=vec(100)), index_pb2.Point(id="new", vector=vec(101))]
+    )
+    assert bad(stub, "Upsert", replace).code() == grpc.StatusCode.UNAVAILABLE
+    assert bad(stub, "Delete", index_pb2.DeleteRequest(collection="c", ids=["p4"])).code() == grpc.StatusCode.UNAVAILABLE
+    points = stub.GetVectors(index_pb2.GetVectorsRequest(collection="c", ids=["p3", "p4", "new"])).points
+    assert [p.id for p in points] == ["p3", "p4"]  # Qdrant was put back: p3 old, p4 kept, no "new"
+    np.testing.assert_allclose(points[0].vector, before.vector, atol=1e-6)
+    assert search(stub, 3, index_pb2.INDEX_KIND_HNSW, k=1) == ["p3"]  # HNSW/exact still serve
+
+
+def test_data_survives_a_restart_and_a_lost_lsh_store_is_repaired(start: Start, tmp_path: Path) -> None:
+    redis_server = EmbeddedRedis(tmp_path / "restart-redis")
+    first = start(redis_server)
+    fill(stub_for(first), 30)
+    first.stop()
+    second = start(redis_server)  # same data dir, same Redis
+    stub = stub_for(second)
+    info = stub.GetCollectionInfo(index_pb2.GetCollectionInfoRequest(collection="c"))
+    assert (info.points, info.lsh_points) == (30, 30)
+    assert search(stub, 5, index_pb2.INDEX_KIND_LSH, k=1) == ["p5"]
+    second.stop()
+    redis_server.stop()
+    fresh_redis = EmbeddedRedis(tmp_path / "fresh-redis")  # the LSH store is gone entirely
+    stub = stub_for(start(fresh_redis))
+    info = stub.GetCollectionInfo(index_pb2.GetCollectionInfoRequest(collection="c"))
+    assert (info.points, info.lsh_points) == (30, 30)  # rebuilt from Qdrant at start-up
+    assert search(stub, 5, index_pb2.INDEX_KIND_LSH, k=1) == ["p5"]
+    fresh_redis.stop()
+
+
+def test_hnsw_graph_is_built_as_the_collection_grows(start: Start) -> None:
+    app = start(optimize_min_points=200)
+    stub = stub_for(app)
+    fill(stub, 150)
+    assert not stub.GetCollectionInfo(index_pb2.GetCollectionInfoRequest(collection="c")).hnsw_built
+    points = [index_pb2.Point(id=f"q{i}", vector=vec(1000 + i)) for i in range(100)]
+    stub.Upsert(index_pb2.UpsertRequest(collection="c", points=points))
+    app.engine.wait_for_optimize()
+    assert stub.GetCollectionInfo(index_pb2.GetCollectionInfoRequest(collection="c")).hnsw_built
+    assert search(stub, 1042, index_pb2.INDEX_KIND_HNSW, k=1) == ["q42"]
