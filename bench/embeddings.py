@@ -31,7 +31,10 @@ def embed_folder(root: Path, batch: int = 32) -> tuple[np.ndarray, list[str]]:
         vectors.append(emb)
         labels += [label for _, label in chunk]
         if (i // batch) % 20 == 0:
-            print(f"{root.name}: {i + len(chunk)}/{len(paths)} in {time.perf_counter() - start:.0f}s", flush=True)
+            print(
+                f"{root.name}: {i + len(chunk)}/{len(paths)} in {time.perf_counter() - start:.0f}s",
+                flush=True,
+            )
     encoder.close()
     return np.concatenate(vectors), labels
 

@@ -22,6 +22,20 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _options(port: int, data_dir: Path) -> list[str]:
+    options = {
+        "port": str(port),
+        "bind": "127.0.0.1",
+        "dir": str(data_dir.resolve()),
+        "appendonly": "yes",
+        "appendfsync": "everysec",
+        "save": "",
+        "daemonize": "no",
+        "logfile": str((data_dir / "redis.log").resolve()),
+    }
+    return [part for key, value in options.items() for part in (f"--{key}", value)]
+
+
 class EmbeddedRedis:
     def __init__(self, data_dir: Path, port: int | None = None) -> None:
         binary = shutil.which("redis-server")
@@ -34,25 +48,7 @@ class EmbeddedRedis:
         self.port = port or free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self._process = subprocess.Popen(
-            [
-                binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--dir",
-                str(data_dir.resolve()),
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "everysec",
-                "--save",
-                "",
-                "--daemonize",
-                "no",
-                "--logfile",
-                str((data_dir / "redis.log").resolve()),
-            ],  # fmt: skip
+            [binary, *_options(self.port, data_dir)],
             stdout=subprocess.DEVNULL,
         )
         self._wait_ready()

@@ -49,8 +49,7 @@ def cmd_search(args: argparse.Namespace) -> None:
         {"on": True, "off": False, "default": None}[args.rerank],
     )
     rows: list[dict[str, Any]] = [
-        {"id": r.id, "score": round(r.score, 6), "metadata": to_dict(r.metadata)}
-        for r in response.results
+        {"id": r.id, "score": round(r.score, 6), "metadata": to_dict(r.metadata)} for r in response.results
     ]
     if args.json:
         print(json.dumps({"model": response.model, "reranked": response.reranked, "results": rows}, indent=2))

@@ -8,9 +8,9 @@ write (or the next start) reconciles the LSH store from Qdrant, the source of tr
 
 import logging
 import threading
-from functools import partial
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import TypeVar
 
 import numpy as np

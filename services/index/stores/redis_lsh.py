@@ -3,7 +3,8 @@
 Each table has `bits` random hyperplanes; a vector's signature in a table is the side of each
 plane it falls on. Similar vectors (small angle) share signatures with high probability, so a
 query only scores the vectors in its own buckets, plus, with `probe_radius=1`, the buckets one
-bit away (multi-probe LSH). Collections up to `full_scan_threshold` points are scored in full. Candidates are re-scored exactly (cosine) against the vectors kept
+bit away (multi-probe LSH). Collections up to `full_scan_threshold` points are scored in full.
+Candidates are re-scored exactly (cosine) against the vectors kept
 here in float16; the gateway's rerank re-scores the top ones again in float32 from Qdrant.
 
 Redis layout under `<prefix>:<collection>`:
@@ -16,7 +17,7 @@ Writes of one batch are one MULTI/EXEC transaction: all of it lands or none.
 """
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -148,6 +149,7 @@ class RedisLshStore:
     ) -> tuple[list[ScoredPoint], int]:
         """Best `top_k` among the query's buckets, and how many candidates were scored."""
         params = self.params(collection)
+        raw_ids: Iterable[bytes | str]
         if self.count(collection) <= params.full_scan_threshold:
             raw_ids = self._redis.hkeys(self._key(collection, "vec"))
         else:

@@ -41,7 +41,7 @@ def test_preprocess_gives_normalised_chw_crop(size: tuple[int, int]) -> None:
     pixels = preprocess(decode_image(jpeg(size=size), **LIMITS), SPEC)
     assert pixels.shape == (3, 224, 224)
     assert pixels.dtype == np.float32
-    assert -2.0 - 1e-6 <= pixels.min() and pixels.max() <= 2.0 + 1e-6  # (x - 0.5) / 0.25
+    assert pixels.min() >= -2.0 - 1e-6 and pixels.max() <= 2.0 + 1e-6  # (x - 0.5) / 0.25
 
 
 def test_preprocess_nhwc_layout() -> None:

@@ -32,7 +32,7 @@ def start(tmp_path: Path) -> Iterator[Start]:
             metrics_port=-1,
             data_dir=tmp_path,
             redis_url=redis_server.url,
-            **overrides,  # type: ignore[arg-type]
+            **overrides,
         )
         app = start_index(settings)
         apps.append(app)
@@ -66,8 +66,10 @@ def fill(stub: index_pb2_grpc.IndexServiceStub, n: int = 50, collection: str = "
     stub.Upsert(index_pb2.UpsertRequest(collection=collection, points=points))
 
 
-def search(stub: index_pb2_grpc.IndexServiceStub, seed: int, index: int, k: int = 5, **kw: object) -> list[str]:
-    request = index_pb2.SearchVectorRequest(collection="c", vector=vec(seed), top_k=k, index=index, **kw)  # type: ignore[arg-type]
+def search(
+    stub: index_pb2_grpc.IndexServiceStub, seed: int, index: int, k: int = 5, **kw: object
+) -> list[str]:
+    request = index_pb2.SearchVectorRequest(collection="c", vector=vec(seed), top_k=k, index=index, **kw)
     return [h.id for h in stub.Search(request).hits]
 
 
@@ -116,7 +118,7 @@ def test_bad_requests_are_refused_and_nothing_changes(start: Start) -> None:
         ("Upsert", index_pb2.UpsertRequest(collection="nope", points=[P(id="a", vector=vec(1))]), "NOT_FOUND", "does not exist"),
         ("Search", index_pb2.SearchVectorRequest(collection="c", vector=vec(1), top_k=0), "INVALID_ARGUMENT", "top_k"),
         ("Search", index_pb2.SearchVectorRequest(collection="c", vector=vec(1), top_k=1001), "INVALID_ARGUMENT", "top_k"),
-        ("Search", index_pb2.SearchVectorRequest(collection="c", vector=vec(1), top_k=5, index=9), "INVALID_ARGUMENT", "unknown index"),  # type: ignore[arg-type]
+        ("Search", index_pb2.SearchVectorRequest(collection="c", vector=vec(1), top_k=5, index=9), "INVALID_ARGUMENT", "unknown index"),
         ("Search", index_pb2.SearchVectorRequest(collection="c", vector=[0.0] * DIM, top_k=5), "INVALID_ARGUMENT", "all zeros"),
         ("Search", index_pb2.SearchVectorRequest(collection="c", vector=vec(1), top_k=5, filter=meta(group=1.5)), "INVALID_ARGUMENT", "filter value"),
         ("EnsureCollection", index_pb2.EnsureCollectionRequest(collection="c", dim=DIM + 1), "FAILED_PRECONDITION", "dimension"),
@@ -137,10 +139,14 @@ def test_a_redis_failure_leaves_neither_store_half_written(start: Start, tmp_pat
     before = stub.GetVectors(index_pb2.GetVectorsRequest(collection="c", ids=["p3"])).points[0]
     redis_server.stop()  # a real fault: Redis goes away mid-service
     replace = index_pb2.UpsertRequest(
-        collection="c", points=[index_pb2.Point(id="p3", vector=vec(100)), index_pb2.Point(id="new", vector=vec(101))]
+        collection="c",
+        points=[index_pb2.Point(id="p3", vector=vec(100)), index_pb2.Point(id="new", vector=vec(101))],
     )
     assert bad(stub, "Upsert", replace).code() == grpc.StatusCode.UNAVAILABLE
-    assert bad(stub, "Delete", index_pb2.DeleteRequest(collection="c", ids=["p4"])).code() == grpc.StatusCode.UNAVAILABLE
+    assert (
+        bad(stub, "Delete", index_pb2.DeleteRequest(collection="c", ids=["p4"])).code()
+        == grpc.StatusCode.UNAVAILABLE
+    )
     points = stub.GetVectors(index_pb2.GetVectorsRequest(collection="c", ids=["p3", "p4", "new"])).points
     assert [p.id for p in points] == ["p3", "p4"]  # Qdrant was put back: p3 old, p4 kept, no "new"
     np.testing.assert_allclose(points[0].vector, before.vector, atol=1e-6)

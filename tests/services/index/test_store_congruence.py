@@ -20,7 +20,9 @@ DIM = 32
 @pytest.fixture(params=["edge", "client"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[VectorStore]:
     made: VectorStore = (
-        QdrantEdgeStore(tmp_path / "qdrant") if request.param == "edge" else QdrantServerStore(location=":memory:")
+        QdrantEdgeStore(tmp_path / "qdrant")
+        if request.param == "edge"
+        else QdrantServerStore(location=":memory:")
     )
     made.create_collection("c", DIM)
     rng = np.random.default_rng(0)
