@@ -40,7 +40,7 @@ def build_engine(settings: IndexSettings, metrics: ServiceMetrics) -> IndexEngin
         tables=settings.lsh_tables,
         bits=settings.lsh_bits,
         seed=settings.lsh_seed,
-        probe_radius=settings.lsh_probe_radius,
+        probes=settings.lsh_probes,
         full_scan_threshold=settings.lsh_full_scan_threshold,
     )
     client = redis.Redis.from_url(settings.redis_url, socket_timeout=10, socket_connect_timeout=5)

@@ -19,8 +19,8 @@ class IndexSettings(BaseSettings):
     hnsw_ef_construct: int = 128
     hnsw_ef: int = 128  # query-time beam width: higher = better recall, slower
     optimize_min_points: int = 1000  # build HNSW from this size, then each time it doubles
-    lsh_tables: int = 16
-    lsh_bits: int = 14
+    lsh_tables: int = 64
+    lsh_bits: int = 13
     lsh_seed: int = 0
-    lsh_probe_radius: int = 1
+    lsh_probes: int = 8
     lsh_full_scan_threshold: int = 1000

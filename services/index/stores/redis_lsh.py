@@ -1,14 +1,20 @@
 """Our LSH bucket store in Redis: random-hyperplane signatures in several hash tables.
 
-Each table has `bits` random hyperplanes; a vector's signature in a table is the side of each
-plane it falls on. Similar vectors (small angle) share signatures with high probability, so a
-query only scores the vectors in its own buckets, plus, with `probe_radius=1`, the buckets one
-bit away (multi-probe LSH). Collections up to `full_scan_threshold` points are scored in full.
-Candidates are re-scored exactly (cosine) against the vectors kept
-here in float16; the gateway's rerank re-scores the top ones again in float32 from Qdrant.
+Each table has `bits` random hyperplanes through the collection's centre; a vector's signature
+in a table is the side of each plane it falls on. Similar vectors (small angle) share signatures
+with high probability, so a query scores only the vectors in its buckets. Multi-probe (Lv et
+al., 2007): each table also probes the buckets reached by flipping the query's least certain
+bits (smallest margin to their plane, singly and in pairs), `probes` buckets per table in all.
+
+Centring matters: CNN embeddings sit in one orthant (ReLU features), so planes through the
+origin split them badly. The centre is the mean of the first `full_scan_threshold` points and
+is fixed from then on (stored in Redis); up to that size every query scores the whole
+collection, so buckets are only needed once the centre exists, and the few points stored
+before are re-hashed then. Candidates are re-scored exactly (cosine) against float16 copies
+kept here; the gateway's rerank re-scores the top ones again in float32 from Qdrant.
 
 Redis layout under `<prefix>:<collection>`:
-    :config          hash  dim, tables, bits, seed (fixed when the collection is made)
+    :config          hash  dim, tables, bits, seed, centre (fixed once set)
     :vec             hash  id -> float16 vector bytes
     :sig             hash  id -> uint32 signature per table (to leave old buckets on replace)
     :meta            hash  id -> metadata JSON
@@ -16,6 +22,7 @@ Redis layout under `<prefix>:<collection>`:
 Writes of one batch are one MULTI/EXEC transaction: all of it lands or none.
 """
 
+import itertools
 import json
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -27,23 +34,49 @@ import redis
 from imsearch.common.errors import NotFound
 from services.index.stores.base import MetadataFilter, ScoredPoint, StoredPoint
 
+# Probe candidates per table: single flips of the 8 least certain bits, pairs among the 6 least.
+_SINGLE_FLIPS = 8
+_PAIR_FLIPS = 6
+
 
 @dataclass(frozen=True)
 class LshParams:
-    tables: int = 16  # more tables: higher recall, more candidates, more memory
-    bits: int = 14  # more bits per table: smaller buckets, fewer candidates, lower recall
+    tables: int = 64  # more tables: higher recall, more candidates, more Redis memory
+    bits: int = 13  # more bits per table: smaller buckets, fewer candidates, lower recall
     seed: int = 0  # hyperplanes are drawn from this seed, so every process agrees
-    probe_radius: int = 1  # query time: 0 = own bucket, 1 = also buckets one bit away
-    # Query time: collections this small are scored in full (buckets would be nearly empty).
+    probes: int = 8  # query time: buckets looked up per table (1 = own bucket only)
+    # Up to this many points, queries score the whole collection; the centre is fitted on them.
     full_scan_threshold: int = 1000
 
     def __post_init__(self) -> None:
-        if not 1 <= self.bits <= 32 or self.tables < 1 or self.probe_radius not in (0, 1):
-            raise ValueError("LSH needs 1 <= bits <= 32, tables >= 1, probe_radius in {0, 1}")
+        if not 1 <= self.bits <= 32 or self.tables < 1:
+            raise ValueError("LSH needs 1 <= bits <= 32 and tables >= 1")
+        if not 1 <= self.probes <= 1 + _SINGLE_FLIPS + _PAIR_FLIPS * (_PAIR_FLIPS - 1) // 2:
+            raise ValueError("LSH probes must be between 1 and 24")
+
+
+@dataclass
+class _Collection:
+    params: LshParams
+    planes: np.ndarray  # (tables * bits, dim)
+    centre: np.ndarray | None
 
 
 def matches(metadata: dict[str, Any], metadata_filter: MetadataFilter | None) -> bool:
     return not metadata_filter or all(metadata.get(k) == v for k, v in metadata_filter.items())
+
+
+def probe_flips(margins: np.ndarray, probes: int) -> list[int]:
+    """XOR masks of the `probes` most likely buckets of one table, own bucket first."""
+    order = np.argsort(margins)
+    scored = [(0.0, 0)]
+    scored += [(float(margins[b]), 1 << int(b)) for b in order[:_SINGLE_FLIPS]]
+    scored += [
+        (float(margins[a] + margins[b]), (1 << int(a)) | (1 << int(b)))
+        for a, b in itertools.combinations(order[:_PAIR_FLIPS], 2)
+    ]
+    scored.sort(key=lambda pair: pair[0])
+    return [mask for _, mask in scored[:probes]]
 
 
 class RedisLshStore:
@@ -51,8 +84,7 @@ class RedisLshStore:
         self._redis = client
         self._params = params
         self._prefix = prefix
-        self._planes: dict[str, np.ndarray] = {}
-        self._config: dict[str, LshParams] = {}
+        self._collections: dict[str, _Collection] = {}
 
     def _key(self, collection: str, *parts: object) -> str:
         return ":".join([self._prefix, collection, *map(str, parts)])
@@ -60,44 +92,76 @@ class RedisLshStore:
     def ensure_collection(self, collection: str, dim: int) -> LshParams:
         """Creates the collection's config if new; an existing one keeps its own parameters."""
         key = self._key(collection, "config")
-        wanted = {"dim": dim, "tables": self._params.tables, "bits": self._params.bits}
-        self._redis.hsetnx(key, "created", 1)
-        for field, value in {**wanted, "seed": self._params.seed}.items():
+        for field, value in {
+            "dim": dim,
+            "tables": self._params.tables,
+            "bits": self._params.bits,
+            "seed": self._params.seed,
+        }.items():
             self._redis.hsetnx(key, field, value)
         return self.params(collection)
 
-    def params(self, collection: str) -> LshParams:
-        if collection not in self._config:
+    def _state(self, collection: str) -> _Collection:
+        state = self._collections.get(collection)
+        if state is None:
             stored = self._redis.hgetall(self._key(collection, "config"))
             if not stored:
                 raise NotFound(f"LSH collection {collection!r} does not exist")
-            self._config[collection] = LshParams(
+            params = LshParams(
                 tables=int(stored[b"tables"]),
                 bits=int(stored[b"bits"]),
                 seed=int(stored[b"seed"]),
-                probe_radius=self._params.probe_radius,
+                probes=self._params.probes,
                 full_scan_threshold=self._params.full_scan_threshold,
             )
-            params = self._config[collection]
-            rng = np.random.default_rng(params.seed)
-            dim = int(stored[b"dim"])
-            self._planes[collection] = rng.standard_normal((params.tables * params.bits, dim)).astype(
-                np.float32
+            planes = np.random.default_rng(params.seed).standard_normal(
+                (params.tables * params.bits, int(stored[b"dim"]))
             )
-        return self._config[collection]
+            centre = stored.get(b"centre")
+            state = _Collection(
+                params,
+                planes.astype(np.float32),
+                None if centre is None else np.frombuffer(centre, dtype=np.float32),
+            )
+            self._collections[collection] = state
+        return state
+
+    def params(self, collection: str) -> LshParams:
+        return self._state(collection).params
+
+    def _margins(self, collection: str, vectors: np.ndarray) -> np.ndarray:
+        """(n, dim) -> (n, tables, bits) signed distances to the planes through the centre."""
+        state = self._state(collection)
+        centred = vectors if state.centre is None else vectors - state.centre
+        margins: np.ndarray = (centred @ state.planes.T).reshape(
+            len(vectors), state.params.tables, state.params.bits
+        )
+        return margins
 
     def signatures(self, collection: str, vectors: np.ndarray) -> np.ndarray:
         """(n, dim) -> (n, tables) uint32 bucket signatures."""
-        params = self.params(collection)
-        sides = (vectors @ self._planes[collection].T) > 0
-        sides = sides.reshape(len(vectors), params.tables, params.bits).astype(np.uint64)
-        weights = (1 << np.arange(params.bits, dtype=np.uint64)).astype(np.uint64)
-        signatures: np.ndarray = (sides @ weights).astype(np.uint32)
+        bits = self.params(collection).bits
+        sides = (self._margins(collection, vectors) > 0).astype(np.uint64)
+        signatures: np.ndarray = (sides @ (np.uint64(1) << np.arange(bits, dtype=np.uint64))).astype(
+            np.uint32
+        )
         return signatures
 
     def _old_signatures(self, collection: str, ids: Sequence[str]) -> list[np.ndarray | None]:
         raw = self._redis.hmget(self._key(collection, "sig"), list(ids))
         return [None if r is None else np.frombuffer(_bytes(r), dtype=np.uint32) for r in raw]
+
+    def _write(
+        self, pipe: Any, collection: str, point: StoredPoint, sig: np.ndarray, old: np.ndarray | None
+    ) -> None:
+        if old is not None:
+            for table, bucket in enumerate(old):
+                pipe.srem(self._key(collection, "b", table, bucket), point.id)
+        for table, bucket in enumerate(sig):
+            pipe.sadd(self._key(collection, "b", table, bucket), point.id)
+        pipe.hset(self._key(collection, "vec"), point.id, point.vector.astype(np.float16).tobytes())
+        pipe.hset(self._key(collection, "sig"), point.id, sig.tobytes())
+        pipe.hset(self._key(collection, "meta"), point.id, json.dumps(point.metadata))
 
     def upsert(self, collection: str, points: Sequence[StoredPoint]) -> None:
         if not points:
@@ -107,15 +171,35 @@ class RedisLshStore:
         old_sigs = self._old_signatures(collection, [p.id for p in points])
         pipe = self._redis.pipeline(transaction=True)
         for point, vector, sig, old in zip(points, vectors, new_sigs, old_sigs, strict=True):
-            if old is not None:
-                for table, bucket in enumerate(old):
-                    pipe.srem(self._key(collection, "b", table, bucket), point.id)
-            for table, bucket in enumerate(sig):
-                pipe.sadd(self._key(collection, "b", table, bucket), point.id)
-            pipe.hset(self._key(collection, "vec"), point.id, vector.astype(np.float16).tobytes())
-            pipe.hset(self._key(collection, "sig"), point.id, sig.tobytes())
-            pipe.hset(self._key(collection, "meta"), point.id, json.dumps(point.metadata))
+            self._write(pipe, collection, StoredPoint(point.id, vector, point.metadata), sig, old)
         pipe.execute()
+        state = self._state(collection)
+        if state.centre is None and self.count(collection) >= state.params.full_scan_threshold:
+            self._fit_centre(collection)
+
+    def _fit_centre(self, collection: str) -> None:
+        """Fixes the centre at the mean of what is stored and re-hashes those points, atomically."""
+        points = list(self._iter_points(collection))
+        centre = np.mean([p.vector for p in points], axis=0).astype(np.float32)
+        state = self._state(collection)
+        old_sigs = self._old_signatures(collection, [p.id for p in points])
+        state.centre = centre
+        try:
+            new_sigs = self.signatures(collection, np.stack([p.vector for p in points]))
+            pipe = self._redis.pipeline(transaction=True)
+            pipe.hset(self._key(collection, "config"), "centre", centre.tobytes())
+            for point, sig, old in zip(points, new_sigs, old_sigs, strict=True):
+                self._write(pipe, collection, point, sig, old)
+            pipe.execute()
+        except BaseException:
+            state.centre = None
+            raise
+
+    def _iter_points(self, collection: str) -> Iterator[StoredPoint]:
+        metadata = self._redis.hgetall(self._key(collection, "meta"))
+        for key, raw in self._redis.hscan_iter(self._key(collection, "vec"), count=1000):
+            vector = np.frombuffer(_bytes(raw), dtype=np.float16).astype(np.float32)
+            yield StoredPoint(_text(key), vector, json.loads(metadata.get(key, b"{}")))
 
     def delete(self, collection: str, ids: Sequence[str]) -> None:
         old_sigs = self._old_signatures(collection, ids)
@@ -131,13 +215,12 @@ class RedisLshStore:
 
     def _probe_keys(self, collection: str, query: np.ndarray) -> list[str]:
         params = self.params(collection)
-        sig = self.signatures(collection, query[None, :])[0]
+        margins = self._margins(collection, query[None, :])[0]
+        bucket_of = self.signatures(collection, query[None, :])[0]
         keys = []
-        for table, bucket in enumerate(sig.tolist()):
-            probes = [bucket]
-            if params.probe_radius == 1:
-                probes += [bucket ^ (1 << b) for b in range(params.bits)]
-            keys += [self._key(collection, "b", table, p) for p in probes]
+        for table in range(params.tables):
+            for mask in probe_flips(np.abs(margins[table]), params.probes):
+                keys.append(self._key(collection, "b", table, int(bucket_of[table]) ^ mask))
         return keys
 
     def search(
@@ -148,9 +231,8 @@ class RedisLshStore:
         metadata_filter: MetadataFilter | None,
     ) -> tuple[list[ScoredPoint], int]:
         """Best `top_k` among the query's buckets, and how many candidates were scored."""
-        params = self.params(collection)
         raw_ids: Iterable[bytes | str]
-        if self.count(collection) <= params.full_scan_threshold:
+        if self._state(collection).centre is None:  # small collection: score everything
             raw_ids = self._redis.hkeys(self._key(collection, "vec"))
         else:
             raw_ids = self._redis.sunion(self._probe_keys(collection, vector))

@@ -71,6 +71,27 @@ def test_delete_and_filter(redis_client: redis.Redis) -> None:
     assert hits and all(int(h.id) % 2 == 1 for h in hits)
 
 
+def test_the_centre_is_fitted_at_the_threshold_and_earlier_points_rehashed(redis_client: redis.Redis) -> None:
+    vectors = clustered(300)
+    store = store_with(redis_client, vectors[:99], full_scan_threshold=100)
+    assert store.search("c", vectors[5], 1, None)[1] == 99  # below the threshold: full scan
+    store.upsert("c", [StoredPoint(str(i), vectors[i], {}) for i in range(99, 300)])
+    fresh = RedisLshStore(redis_client, LshParams(full_scan_threshold=100), prefix="test")  # reads the centre
+    for store_ in (store, fresh):
+        hits, scored = store_.search("c", vectors[5], 1, None)
+        assert hits[0].id == "5"  # a point stored before the centre existed is found in its buckets
+        assert scored < 300
+
+
+def test_probe_order_flips_the_least_certain_bits_first() -> None:
+    from services.index.stores.redis_lsh import probe_flips
+
+    margins = np.array([0.9, 0.1, 0.5, 0.05])
+    assert probe_flips(margins, 4) == [0, 0b1000, 0b0010, 0b1010]
+
+
 def test_bad_parameters_are_refused() -> None:
     with pytest.raises(ValueError):
         LshParams(bits=40)
+    with pytest.raises(ValueError):
+        LshParams(probes=0)
