@@ -121,7 +121,7 @@ class RedisLshStore:
             state = _Collection(
                 params,
                 planes.astype(np.float32),
-                None if centre is None else np.frombuffer(centre, dtype=np.float32),
+                None if centre is None else np.frombuffer(_bytes(centre), dtype=np.float32),
             )
             self._collections[collection] = state
         return state
