@@ -34,14 +34,17 @@ def build(size: int = 100_000, queries: int = 500, seed: int = 0) -> AnnDataset:
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(vectors))
     query_rows, real_rows = order[:queries], order[queries:]
+    real_rows = real_rows[:size]  # small runs (smoke tests of the benchmark) use real vectors only
     real, real_labels = vectors[real_rows], labels[real_rows]
     by_class: dict[str, np.ndarray] = {}
     for label in np.unique(real_labels):
         by_class[str(label)] = np.flatnonzero(real_labels == label)
     made = size - len(real)
     first = rng.integers(0, len(real), made)
-    second = np.array([rng.choice(by_class[str(real_labels[i])]) for i in first])
-    spread = float(np.mean(np.linalg.norm(real[first[:2000]] - real[second[:2000]], axis=1)))
+    second = np.array([rng.choice(by_class[str(real_labels[i])]) for i in first], dtype=np.int64)
+    pairs = rng.integers(0, len(real), 2000)
+    partners = np.array([rng.choice(by_class[str(real_labels[i])]) for i in pairs], dtype=np.int64)
+    spread = float(np.mean(np.linalg.norm(real[pairs] - real[partners], axis=1)))
     t = rng.uniform(0, 0.5, (made, 1)).astype(np.float32)
     noise = rng.standard_normal((made, vectors.shape[1])).astype(np.float32)
     noise *= 0.2 * spread / np.sqrt(vectors.shape[1])

@@ -129,7 +129,11 @@ def create_server(
 
 
 def wait_for_channel(target: str, timeout: float = 30.0) -> grpc.Channel:
-    """Opens a channel to `target` and waits until it is connected."""
-    channel = grpc.insecure_channel(target, options=GRPC_OPTIONS)
+    """Opens a channel to `target` and waits until it is connected.
+
+    Round-robin over every address the name resolves to: with `dns:///encoder:50051` and a
+    headless Kubernetes Service, requests spread over all encoder replicas, not just one.
+    """
+    channel = grpc.insecure_channel(target, options=[*GRPC_OPTIONS, ("grpc.lb_policy_name", "round_robin")])
     grpc.channel_ready_future(channel).result(timeout=timeout)
     return channel

@@ -104,14 +104,18 @@ class IndexEngine:
 
     def info(self, collection: str) -> CollectionStats:
         dim = self._dim(collection)
-        points = self._vectors.count(collection)
-        lsh_points = self._with_redis(lambda: self._lsh.count(collection))
+        points, lsh_points = self._record_sizes(collection)
         params = self._with_redis(lambda: self._lsh.params(collection))
-        self._metrics.index_points.labels(collection, "qdrant").set(points)
-        self._metrics.index_points.labels(collection, "lsh").set(lsh_points)
         return CollectionStats(
             dim, points, lsh_points, self._vectors.hnsw_built(collection), params.tables, params.bits
         )
+
+    def _record_sizes(self, collection: str) -> tuple[int, int]:
+        points = self._vectors.count(collection)
+        lsh_points = self._with_redis(lambda: self._lsh.count(collection))
+        self._metrics.index_points.labels(collection, "qdrant").set(points)
+        self._metrics.index_points.labels(collection, "lsh").set(lsh_points)
+        return points, lsh_points
 
     # -- writes -----------------------------------------------------------------------------
 
@@ -142,6 +146,7 @@ class IndexEngine:
             except Unavailable:
                 self._undo(collection, previous, ids)
                 raise
+            self._record_sizes(collection)
         self._maybe_optimize(collection)
         return len(points)
 
@@ -157,6 +162,7 @@ class IndexEngine:
             except Unavailable:
                 self._undo(collection, previous, ids)
                 raise
+            self._record_sizes(collection)
         return len(previous)
 
     def _undo(self, collection: str, previous: list[StoredPoint], ids: Sequence[str]) -> None:

@@ -10,19 +10,18 @@ import shutil
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import qdrant_edge as qe
 
 from imsearch.common.errors import NotFound
 from services.index.stores.base import MetadataFilter, ScoredPoint, StoredPoint
-from services.index.stores.qdrant_ids import (
-    ID_KEY,
-    METADATA_KEY,
+from services.index.stores.qdrant_payload import (
     metadata_key,
     payload_for,
     point_uuid,
+    scored_point,
+    stored_point,
 )
 
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -35,15 +34,6 @@ def _edge_filter(metadata_filter: MetadataFilter | None) -> qe.Filter | None:
         must=[
             qe.FieldCondition(key=metadata_key(k), match=qe.MatchValue(v)) for k, v in metadata_filter.items()
         ]
-    )
-
-
-def _to_point(record: Any) -> StoredPoint:
-    payload = record.payload or {}
-    return StoredPoint(
-        id=payload[ID_KEY],
-        vector=np.asarray(record.vector, dtype=np.float32),
-        metadata=payload.get(METADATA_KEY, {}),
     )
 
 
@@ -112,7 +102,7 @@ class QdrantEdgeStore:
         records = self._shard(collection).retrieve(
             [point_uuid(i) for i in ids], with_payload=True, with_vector=True
         )
-        found = {p.id: p for p in map(_to_point, records)}
+        found = {p.id: p for p in map(stored_point, records)}
         return [found[i] for i in ids if i in found]
 
     def search(
@@ -134,15 +124,7 @@ class QdrantEdgeStore:
                 with_vector=with_vectors,
             )
         )
-        return [
-            ScoredPoint(
-                id=(hit.payload or {})[ID_KEY],
-                score=float(hit.score),
-                metadata=(hit.payload or {}).get(METADATA_KEY, {}),
-                vector=np.asarray(hit.vector, dtype=np.float32) if with_vectors else None,
-            )
-            for hit in hits
-        ]
+        return [scored_point(hit, with_vectors) for hit in hits]
 
     def count(self, collection: str) -> int:
         return int(self._shard(collection).count(qe.CountRequest(exact=True)))
@@ -154,7 +136,7 @@ class QdrantEdgeStore:
             records, offset = shard.scroll(
                 qe.ScrollRequest(offset=offset, limit=batch, with_payload=True, with_vector=True)
             )
-            yield from map(_to_point, records)
+            yield from map(stored_point, records)
             if offset is None:
                 return
 

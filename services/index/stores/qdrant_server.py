@@ -5,19 +5,18 @@ mode, which the congruence tests use to check this adapter against the embedded 
 """
 
 from collections.abc import Iterator, Sequence
-from typing import Any
 
 import numpy as np
 from qdrant_client import QdrantClient, models
 
 from imsearch.common.errors import NotFound
 from services.index.stores.base import MetadataFilter, ScoredPoint, StoredPoint
-from services.index.stores.qdrant_ids import (
-    ID_KEY,
-    METADATA_KEY,
+from services.index.stores.qdrant_payload import (
     metadata_key,
     payload_for,
     point_uuid,
+    scored_point,
+    stored_point,
 )
 
 
@@ -29,15 +28,6 @@ def _client_filter(metadata_filter: MetadataFilter | None) -> models.Filter | No
             models.FieldCondition(key=metadata_key(k), match=models.MatchValue(value=v))
             for k, v in metadata_filter.items()
         ]
-    )
-
-
-def _to_point(record: Any) -> StoredPoint:
-    payload = record.payload or {}
-    return StoredPoint(
-        id=payload[ID_KEY],
-        vector=np.asarray(record.vector, dtype=np.float32),
-        metadata=payload.get(METADATA_KEY, {}),
     )
 
 
@@ -101,7 +91,7 @@ class QdrantServerStore:
         records = self._client.retrieve(
             collection, [point_uuid(i) for i in ids], with_payload=True, with_vectors=True
         )
-        found = {p.id: p for p in map(_to_point, records)}
+        found = {p.id: p for p in map(stored_point, records)}
         return [found[i] for i in ids if i in found]
 
     def search(
@@ -122,15 +112,7 @@ class QdrantServerStore:
             with_payload=True,
             with_vectors=with_vectors,
         )
-        return [
-            ScoredPoint(
-                id=(hit.payload or {})[ID_KEY],
-                score=float(hit.score),
-                metadata=(hit.payload or {}).get(METADATA_KEY, {}),
-                vector=np.asarray(hit.vector, dtype=np.float32) if with_vectors else None,
-            )
-            for hit in response.points
-        ]
+        return [scored_point(hit, with_vectors) for hit in response.points]
 
     def count(self, collection: str) -> int:
         self._require(collection)
@@ -142,7 +124,7 @@ class QdrantServerStore:
             records, offset = self._client.scroll(
                 collection, offset=offset, limit=batch, with_payload=True, with_vectors=True
             )
-            yield from map(_to_point, records)
+            yield from map(stored_point, records)
             if offset is None:
                 return
 

@@ -1,0 +1,72 @@
+"""Encoder throughput: 16 concurrent clients (micro-batched) vs one client sending batch-1 requests.
+
+    python -m bench.microbatching [--images 64] [--rounds 3]
+
+Three encoder servers over gRPC, all with the real model: the default (micro-batching on), and
+the same with max_batch=1 to show what concurrency alone gives. Rounds alternate between the
+modes; prints the median images/s of each and the ratio to serial (goal: >= 2x).
+"""
+
+import argparse
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import grpc
+import numpy as np
+
+from bench.queries import gallery_and_queries
+from imsearch.v1 import encoder_pb2, encoder_pb2_grpc
+from services.encoder.app import start_encoder
+from services.encoder.settings import EncoderSettings
+
+CLIENTS = 16
+
+
+def throughput(stub: encoder_pb2_grpc.EncoderServiceStub, images: list[bytes], clients: int) -> float:
+    def encode(image: bytes) -> None:
+        stub.Encode(encoder_pb2.EncodeRequest(images=[image]))
+
+    began = time.perf_counter()
+    if clients == 1:
+        for image in images:
+            encode(image)
+    else:
+        with ThreadPoolExecutor(clients) as pool:
+            list(pool.map(encode, images))
+    return len(images) / (time.perf_counter() - began)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--images", type=int, default=64)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    _, images, source = gallery_and_queries(0, args.images)
+    batched = start_encoder(EncoderSettings(listen="127.0.0.1:0", metrics_port=-1))
+    unbatched = start_encoder(EncoderSettings(listen="127.0.0.1:0", metrics_port=-1, max_batch=1))
+    stubs = {
+        name: encoder_pb2_grpc.EncoderServiceStub(grpc.insecure_channel(app.address))
+        for name, app in (("batched", batched), ("unbatched", unbatched))
+    }
+    modes = {
+        "serial batch-1 (1 client)": (stubs["batched"], 1),
+        f"{CLIENTS} clients, micro-batching": (stubs["batched"], CLIENTS),
+        f"{CLIENTS} clients, max_batch=1": (stubs["unbatched"], CLIENTS),
+    }
+    for stub, clients in modes.values():  # warm-up
+        throughput(stub, images[:16], clients)
+    results: dict[str, list[float]] = {name: [] for name in modes}
+    for _ in range(args.rounds):
+        for name, (stub, clients) in modes.items():
+            results[name].append(throughput(stub, images, clients))
+    batched.stop()
+    unbatched.stop()
+    serial = float(np.median(results["serial batch-1 (1 client)"]))
+    print(f"{source}; {args.images} images per run, {args.rounds} rounds, medians")
+    for name, values in results.items():
+        median = float(np.median(values))
+        print(f"  {name:34s} {median:7.1f} images/s  ({median / serial:.2f}x serial)")
+
+
+if __name__ == "__main__":
+    main()
