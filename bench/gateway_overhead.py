@@ -2,11 +2,16 @@
 
     python -m bench.gateway_overhead [--gallery 1000] [--queries 50] [--rounds 3]
 
-Both paths use the same running suite (same model, same Qdrant shard); they alternate query by
-query. Prints median latency of each and their ratio (goal: gateway p50 <= 1.25x in-process).
+The services run as in production: three processes (`python -m services.index|encoder|gateway`)
+talking gRPC on loopback. The baseline is the same code without the network: an `Encoder` and
+an `IndexEngine` in this process, over their own copy of the same gallery. The two paths
+alternate query by query; prints median latencies and their ratio (goal: <= 1.25).
 """
 
 import argparse
+import os
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -14,8 +19,37 @@ from pathlib import Path
 import numpy as np
 
 from bench.queries import gallery_and_queries
+from imsearch.cli.embedded_redis import EmbeddedRedis, free_port
 from imsearch.client import SearchClient
-from imsearch.suite import start_suite
+from imsearch.common.metrics import ServiceMetrics
+from imsearch.common.server import wait_for_channel
+from services.encoder.engine import Encoder
+from services.encoder.settings import EncoderSettings
+from services.index.app import build_engine
+from services.index.settings import IndexSettings
+
+
+def start_services(data_dir: Path, redis_url: str) -> tuple[list[subprocess.Popen[bytes]], str]:
+    ports = {name: free_port() for name in ("gateway", "encoder", "index")}
+    env = dict(
+        os.environ,
+        IMSEARCH_INDEX_LISTEN=f"127.0.0.1:{ports['index']}",
+        IMSEARCH_INDEX_DATA_DIR=str(data_dir),
+        IMSEARCH_INDEX_REDIS_URL=redis_url,
+        IMSEARCH_ENCODER_LISTEN=f"127.0.0.1:{ports['encoder']}",
+        IMSEARCH_GATEWAY_LISTEN=f"127.0.0.1:{ports['gateway']}",
+        IMSEARCH_GATEWAY_ENCODER_ADDRESS=f"127.0.0.1:{ports['encoder']}",
+        IMSEARCH_GATEWAY_INDEX_ADDRESS=f"127.0.0.1:{ports['index']}",
+        **{f"IMSEARCH_{s}_METRICS_PORT": "-1" for s in ("INDEX", "ENCODER", "GATEWAY")},
+    )
+    processes = []
+    for name in ("index", "encoder", "gateway"):
+        processes.append(
+            subprocess.Popen([sys.executable, "-m", f"services.{name}"], env=env, stderr=subprocess.DEVNULL)
+        )
+        wait_for_channel(f"127.0.0.1:{ports[name]}", timeout=60).close()
+    time.sleep(1.0)  # the gateway binds only after it has reached the other two
+    return processes, f"127.0.0.1:{ports['gateway']}"
 
 
 def main() -> None:
@@ -27,31 +61,49 @@ def main() -> None:
     args = parser.parse_args()
     gallery, queries, source = gallery_and_queries(args.gallery, args.queries)
     with tempfile.TemporaryDirectory() as tmp:
-        suite = start_suite(Path(tmp), "127.0.0.1:0", free_metrics_ports=True)
-        client = SearchClient(suite.address)
-        client.add_images((image_id, data, {}) for image_id, data in gallery)
-        encoder, engine = suite.encoder.encoder, suite.index.engine
-        collection = suite.gateway.pipeline.collection
+        redis_server = EmbeddedRedis(Path(tmp) / "redis")
+        processes, gateway = start_services(Path(tmp) / "services", redis_server.url)
+        try:
+            client = SearchClient(gateway)
+            client.add_images((image_id, data, {}) for image_id, data in gallery)
 
-        def in_process(image: bytes) -> None:
-            _, vectors = encoder.encode("", [image])
-            engine.search(collection, vectors[0].tolist(), 10, args.index, None, False)
+            encoder = Encoder(EncoderSettings(metrics_port=-1), ServiceMetrics("baseline"))
+            settings = IndexSettings(
+                data_dir=Path(tmp) / "baseline", redis_url=redis_server.url, redis_prefix="baseline"
+            )
+            engine = build_engine(settings, ServiceMetrics("baseline"))
+            engine.ensure_collection("baseline", 1280)
+            for start in range(0, len(gallery), 32):
+                chunk = gallery[start : start + 32]
+                _, vectors = encoder.encode("", [data for _, data in chunk])
+                engine.upsert("baseline", [(i, v, {}) for (i, _), v in zip(chunk, vectors, strict=True)])
+            engine.wait_for_optimize()
 
-        def through_gateway(image: bytes) -> None:
-            client.search(image, top_k=10, index=args.index, rerank=False)
+            def in_process(image: bytes) -> None:
+                _, vectors = encoder.encode("", [image])
+                engine.search("baseline", vectors[0], 10, args.index, None, False)
 
-        timings: dict[str, list[float]] = {"in_process": [], "gateway": []}
-        for image in queries[:5]:  # warm-up
-            in_process(image)
-            through_gateway(image)
-        for _ in range(args.rounds):
-            for image in queries:
-                for name, call in (("in_process", in_process), ("gateway", through_gateway)):
-                    began = time.perf_counter()
-                    call(image)
-                    timings[name].append(time.perf_counter() - began)
-        client.close()
-        suite.stop()
+            def through_gateway(image: bytes) -> None:
+                client.search(image, top_k=10, index=args.index, rerank=False)
+
+            timings: dict[str, list[float]] = {"in_process": [], "gateway": []}
+            for image in queries[:5]:  # warm-up
+                in_process(image)
+                through_gateway(image)
+            for _ in range(args.rounds):
+                for image in queries:
+                    for name, call in (("in_process", in_process), ("gateway", through_gateway)):
+                        began = time.perf_counter()
+                        call(image)
+                        timings[name].append(time.perf_counter() - began)
+            client.close()
+            engine.close()
+            encoder.close()
+        finally:
+            for process in reversed(processes):
+                process.terminate()
+                process.wait(timeout=30)
+            redis_server.stop()
     p50 = {name: float(np.median(values)) * 1000 for name, values in timings.items()}
     p95 = {name: float(np.percentile(values, 95)) * 1000 for name, values in timings.items()}
     print(f"{source}; index {args.index}, top_k 10, {len(timings['gateway'])} searches per path")

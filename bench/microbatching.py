@@ -40,10 +40,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--images", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--max-wait-ms", type=float, default=None, help="encoder setting to try")
+    parser.add_argument("--workers", type=int, default=None, help="encoder batch_workers to try")
+    parser.add_argument("--threads", type=int, default=None, help="encoder intra_op_threads to try")
     args = parser.parse_args()
+    tuning = {
+        k: v
+        for k, v in {
+            "max_wait_ms": args.max_wait_ms,
+            "batch_workers": args.workers,
+            "intra_op_threads": args.threads,
+        }.items()
+        if v is not None
+    }
     _, images, source = gallery_and_queries(0, args.images)
-    batched = start_encoder(EncoderSettings(listen="127.0.0.1:0", metrics_port=-1))
-    unbatched = start_encoder(EncoderSettings(listen="127.0.0.1:0", metrics_port=-1, max_batch=1))
+    batched = start_encoder(EncoderSettings(listen="127.0.0.1:0", metrics_port=-1, **tuning))
+    unbatched = start_encoder(EncoderSettings(listen="127.0.0.1:0", metrics_port=-1, **tuning, max_batch=1))
     stubs = {
         name: encoder_pb2_grpc.EncoderServiceStub(grpc.insecure_channel(app.address))
         for name, app in (("batched", batched), ("unbatched", unbatched))
@@ -62,7 +74,10 @@ def main() -> None:
     batched.stop()
     unbatched.stop()
     serial = float(np.median(results["serial batch-1 (1 client)"]))
-    print(f"{source}; {args.images} images per run, {args.rounds} rounds, medians")
+    print(
+        f"{source}; {args.images} images per run, {args.rounds} rounds, medians; "
+        f"settings {tuning or 'default'}"
+    )
     for name, values in results.items():
         median = float(np.median(values))
         print(f"  {name:34s} {median:7.1f} images/s  ({median / serial:.2f}x serial)")

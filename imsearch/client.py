@@ -66,11 +66,20 @@ class SearchClient:
         self._channel.close()
 
 
+def _files_under(root: Path) -> list[Path]:
+    """Every file below `root`, following symbolic links to folders (unlike Path.rglob)."""
+    return sorted(Path(d) / name for d, _, names in os.walk(root, followlinks=True) for name in names)
+
+
 def labelled_images(roots: Iterable[Path]) -> Iterator[tuple[str, Path, str]]:
-    """(id, path, label) for every image under the roots; label = the parent folder's name."""
+    """(id, path, label) for every image under the roots; label = the parent folder's name.
+
+    Ids are paths from each root's parent (`cosplay/luffy/001.jpg`), so files with the same
+    name in different folders given together stay apart.
+    """
     for root in roots:
-        files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
+        root = root.resolve()
+        files = [root] if root.is_file() else _files_under(root)
         for path in files:
             if path.suffix.lower() in IMAGE_SUFFIXES:
-                base = root.parent if root.is_file() else root
-                yield str(path.relative_to(base)), path, path.parent.name
+                yield str(path.relative_to(root.parent)), path, path.parent.name

@@ -70,6 +70,8 @@ def load_queries(folder: Path | None, limit: int = 200) -> list[bytes]:
     if folder is None:
         return [synthetic_image(seed) for seed in range(8)]
     paths = [path for _, path, _ in labelled_images([folder])]
+    if not paths:
+        raise SystemExit(f"no images found under {folder}")
     random.Random(0).shuffle(paths)
     return [p.read_bytes() for p in paths[:limit]]
 

@@ -15,7 +15,10 @@ class EncoderSettings(BaseSettings):
     # Models to load; empty means every model in the repository with a built ONNX file.
     models: list[str] = []
     max_batch: int = 32  # largest batch one inference call gets
-    max_wait_ms: float = 5.0  # how long the first image of a batch waits for company
+    # How long the first image of a batch waits for company. 0 = greedy: run at once, batching
+    # whatever queued while the previous call ran (best on CPU, where batch size barely
+    # changes the cost per image); on a GPU a few ms buys bigger batches.
+    max_wait_ms: float = 0.0
     batch_workers: int = 1  # inference calls running at once per model
     intra_op_threads: int = 0  # onnxruntime threads per call; 0 = one per core
     max_images_per_request: int = 64

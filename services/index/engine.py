@@ -11,7 +11,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 import redis
@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 
 MAX_DIM = 65536
 T = TypeVar("T")
+# Vectors arrive as protobuf repeated floats, lists or arrays; np.asarray takes them all.
+VectorLike = Sequence[float] | np.ndarray
 
 
 @dataclass
@@ -79,7 +81,7 @@ class IndexEngine:
             raise NotFound(f"collection {collection!r} does not exist")
         return dim
 
-    def _check_vector(self, collection: str, values: Sequence[float], what: str) -> np.ndarray:
+    def _check_vector(self, collection: str, values: VectorLike, what: str) -> np.ndarray:
         dim = self._dim(collection)
         if len(values) != dim:
             raise InvalidArgument(f"{what} has dimension {len(values)}, collection {collection!r} has {dim}")
@@ -119,7 +121,7 @@ class IndexEngine:
 
     # -- writes -----------------------------------------------------------------------------
 
-    def upsert(self, collection: str, items: Sequence[tuple[str, Sequence[float], dict]]) -> int:  # type: ignore[type-arg]
+    def upsert(self, collection: str, items: Sequence[tuple[str, VectorLike, dict[str, Any]]]) -> int:
         if not items:
             raise InvalidArgument("no points given")
         seen: set[str] = set()
@@ -244,7 +246,7 @@ class IndexEngine:
     def search(
         self,
         collection: str,
-        values: Sequence[float],
+        values: VectorLike,
         top_k: int,
         index: str,
         metadata_filter: MetadataFilter | None,

@@ -1,6 +1,7 @@
 """gRPC face of the index service."""
 
 import grpc
+import numpy as np
 
 from imsearch.common.errors import InvalidArgument
 from imsearch.common.structs import parse_filter, to_dict, to_struct
@@ -54,7 +55,7 @@ class IndexServicer(index_pb2_grpc.IndexServiceServicer):
     def Upsert(
         self, request: index_pb2.UpsertRequest, context: grpc.ServicerContext
     ) -> index_pb2.UpsertResponse:
-        items = [(p.id, list(p.vector), to_dict(p.metadata)) for p in request.points]
+        items = [(p.id, np.asarray(p.vector, dtype=np.float32), to_dict(p.metadata)) for p in request.points]
         upserted = self._engine.upsert(require_collection(request.collection), items)
         return index_pb2.UpsertResponse(upserted=upserted)
 

@@ -19,6 +19,9 @@ class OnnxRuntimeBackend:
         options = ort.SessionOptions()
         options.intra_op_num_threads = intra_op_threads
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # Idle threads sleep instead of spinning: the encoder shares its cores with decoding
+        # threads (and, embedded, with the other services), which spinning would starve.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.name = name
         self._session = ort.InferenceSession(
             str(model_path), sess_options=options, providers=["CPUExecutionProvider"]

@@ -75,9 +75,9 @@ def test_serve_index_search_restart(served: tuple[Path, str], images: Path) -> N
         found = suite.run("search", str(images / "blue" / "11.jpg"), "--top-k", "3", "--json")
         assert found.returncode == 0, found.stderr
         top = json.loads(found.stdout)["results"][0]
-        assert (top["id"], top["metadata"]["label"]) == ("blue/11.jpg", "blue")
+        assert (top["id"], top["metadata"]["label"]) == ("images/blue/11.jpg", "blue")
         table = suite.run("search", str(images / "red" / "2.jpg"), "--index", "lsh", "--top-k", "2")
-        assert table.stdout.splitlines()[0].split()[2:] == ["red/2.jpg", "red"]
+        assert table.stdout.splitlines()[0].split()[2:] == ["images/red/2.jpg", "red"]
         load = suite.run(
             "loadtest", "--images", str(images), "--count", "20", "--concurrency", "2", "--metrics", ""
         )
@@ -88,7 +88,7 @@ def test_serve_index_search_restart(served: tuple[Path, str], images: Path) -> N
     restarted = Served(data_dir, gateway)  # same data dir: Qdrant shard and Redis AOF come back
     try:
         again = restarted.run("search", str(images / "blue" / "11.jpg"), "--index", "lsh", "--json")
-        assert json.loads(again.stdout)["results"][0]["id"] == "blue/11.jpg"
+        assert json.loads(again.stdout)["results"][0]["id"] == "images/blue/11.jpg"
     finally:
         restarted.stop()
 
