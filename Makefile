@@ -3,13 +3,16 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup protos check-protos lint typecheck test serve bench
+.PHONY: setup protos check-protos lint typecheck test serve triton
 
 setup:
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[export,dev]'
 	$(BIN)/python -m services.encoder.export --model efficientnet_lite0 --out model_repository
+	$(PY) -m venv .venv-triton
+	.venv-triton/bin/pip install -q -r services/encoder/triton/requirements.txt
+	$(BIN)/python -m services.encoder.triton.cpu_repository --out build/triton-cpu
 
 protos:
 	$(BIN)/python -m imsearch.protos_gen
@@ -29,3 +32,6 @@ test: check-protos lint typecheck
 
 serve:
 	$(BIN)/imsearch serve
+
+triton:
+	$(BIN)/python -m services.encoder.triton.server --model-repository build/triton-cpu

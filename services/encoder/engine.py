@@ -14,6 +14,7 @@ from imsearch.common.errors import InvalidArgument, NotFound
 from imsearch.common.metrics import ServiceMetrics
 from services.encoder.backends.base import InferenceBackend
 from services.encoder.backends.onnxruntime import OnnxRuntimeBackend
+from services.encoder.backends.triton import TritonBackend
 from services.encoder.batcher import MicroBatcher
 from services.encoder.images import decode_image, preprocess
 from services.encoder.model_spec import SPEC_FILE, ModelSpec
@@ -56,6 +57,8 @@ class Encoder:
             if settings.models and spec.name not in settings.models:
                 continue
             backend = backends.get(spec.name)
+            if backend is None and settings.backend == "triton":
+                backend = TritonBackend(spec.name, settings.triton_url, settings.triton_timeout_s)
             if backend is None:
                 onnx_path = spec.onnx_path(settings.model_repository)
                 if not onnx_path.is_file() and not settings.models:

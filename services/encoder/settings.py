@@ -1,6 +1,7 @@
 """Encoder settings: flags, environment (IMSEARCH_ENCODER_*) and defaults."""
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -12,6 +13,10 @@ class EncoderSettings(BaseSettings):
     metrics_port: int = 9101  # 0 picks a free port, -1 disables
     model_repository: Path = Path("model_repository")
     default_model: str = "efficientnet_lite0"
+    # Where inference runs: in-process onnxruntime (default) or a Triton server over gRPC.
+    backend: Literal["onnxruntime", "triton"] = "onnxruntime"
+    triton_url: str = "127.0.0.1:8001"
+    triton_timeout_s: float = 30.0
     # Models to load; empty means every model in the repository with a built ONNX file.
     models: list[str] = []
     max_batch: int = 32  # largest batch one inference call gets
