@@ -9,7 +9,7 @@ setup:
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[export,dev]'
-	$(BIN)/python -m services.encoder.export --model efficientnet_lite0 --out model_repository
+	$(BIN)/python -m services.encoder.zoo.export --model efficientnet_lite0 --out model_repository
 	$(PY) -m venv .venv-triton
 	.venv-triton/bin/pip install -q -r services/encoder/triton/requirements.txt
 	$(BIN)/python -m services.encoder.triton.cpu_repository --out build/triton-cpu

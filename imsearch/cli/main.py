@@ -64,6 +64,36 @@ def cmd_loadtest(args: argparse.Namespace) -> None:
     run_loadtest(args)
 
 
+def cmd_models_list(args: argparse.Namespace) -> None:
+    from services.encoder.model_spec import SPEC_FILE, ModelSpec
+    from services.encoder.zoo.recipes import RECIPES
+
+    print(f"{'model':18s} {'family':20s} {'dim':>5s}  {'weights on this machine':44s} exported")
+    for name, recipe in sorted(RECIPES.items()):
+        weights = (
+            f"yes: {recipe.pretrained_source}"
+            if recipe.has_offline_weights()
+            else f"no: needs {recipe.pretrained_source}"
+        )
+        model_dir = args.repository / name
+        exported = "-"
+        if (model_dir / SPEC_FILE).is_file() and ModelSpec.load(model_dir).onnx_path(
+            args.repository
+        ).is_file():
+            exported = ModelSpec.load(model_dir).weights
+        print(f"{name:18s} {recipe.family:20s} {recipe.dim:5d}  {weights:44s} {exported}")
+
+
+def cmd_models_export(args: argparse.Namespace) -> None:
+    from services.encoder.zoo.export import export
+    from services.encoder.zoo.recipes import RECIPES
+
+    if args.name not in RECIPES:
+        sys.exit(f"unknown model {args.name!r}; `imsearch models list` shows them")
+    result = export(RECIPES[args.name], args.repository, args.weights, args.fp16)
+    print(f"exported {args.name} to {result.onnx_path}; {result.describe()}{' (fp16)' if args.fp16 else ''}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="imsearch", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -91,6 +121,22 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--rerank", choices=["default", "on", "off"], default="default")
     search.add_argument("--json", action="store_true", help="print JSON")
     search.set_defaults(func=cmd_search)
+
+    models = sub.add_parser("models", help="the model zoo: list recipes, export them to ONNX")
+    models_sub = models.add_subparsers(dest="models_command", required=True)
+    listing = models_sub.add_parser(
+        "list", help="every model, whether its real weights are here, what is exported"
+    )
+    listing.add_argument("--repository", type=Path, default=Path("model_repository"))
+    listing.set_defaults(func=cmd_models_list)
+    exporting = models_sub.add_parser("export", help="build NAME's ONNX file and Triton config, check parity")
+    exporting.add_argument("name")
+    exporting.add_argument(
+        "--weights", default="pretrained", help="pretrained (default), random, or a checkpoint"
+    )
+    exporting.add_argument("--fp16", action="store_true", help="float16 weights and arithmetic")
+    exporting.add_argument("--repository", type=Path, default=Path("model_repository"))
+    exporting.set_defaults(func=cmd_models_export)
 
     from imsearch.cli.loadtest import add_loadtest_arguments
 
