@@ -13,6 +13,7 @@ import numpy as np
 from imsearch.common.errors import InvalidArgument, NotFound
 from imsearch.common.metrics import ServiceMetrics
 from services.encoder.backends.base import InferenceBackend
+from services.encoder.backends.classic import ColorHistogramBackend
 from services.encoder.backends.onnxruntime import OnnxRuntimeBackend
 from services.encoder.backends.triton import TritonBackend
 from services.encoder.batcher import MicroBatcher
@@ -57,6 +58,8 @@ class Encoder:
             if settings.models and spec.name not in settings.models:
                 continue
             backend = backends.get(spec.name)
+            if backend is None and spec.runtime == "color_histogram":
+                backend = ColorHistogramBackend(spec.name)
             if backend is None and settings.backend == "triton":
                 backend = TritonBackend(spec.name, settings.triton_url, settings.triton_timeout_s)
             if backend is None:

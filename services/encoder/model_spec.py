@@ -29,6 +29,8 @@ class ModelSpec(BaseModel):
     dim: int = Field(gt=0)
     preprocessing: Preprocessing
     weights: str = Field(description="where the weights come from, for `models list`")
+    # "onnx": 1/model.onnx run by onnxruntime or Triton; otherwise a built-in classic feature.
+    runtime: Literal["onnx", "color_histogram"] = "onnx"
 
     @classmethod
     def load(cls, model_dir: Path) -> "ModelSpec":

@@ -16,6 +16,8 @@ from typing import Any
 import torch
 
 from services.encoder.model_spec import Preprocessing
+from services.encoder.zoo.learned import build_autoencoder, build_triplet_lite0
+from services.encoder.zoo.modules import HubOutput, PooledFeatures
 from services.encoder.zoo.vgg import build_vgg16
 
 IMAGENET = {"mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)}
@@ -38,35 +40,6 @@ class Recipe:
     def has_offline_weights(self) -> bool:
         """Whether the real weights are installed here (so `pretrained` works offline)."""
         return self.weights_package is not None and importlib.util.find_spec(self.weights_package) is not None
-
-
-class PooledFeatures(torch.nn.Module):
-    """Backbone feature map, global-average-pooled (the classifier is dropped)."""
-
-    def __init__(self, backbone: torch.nn.Module, features: Callable[[torch.Tensor], torch.Tensor]) -> None:
-        super().__init__()
-        self.backbone = backbone
-        self._features = features
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        features = self._features(images)
-        return features.mean(dim=(2, 3)) if features.dim() == 4 else features
-
-
-class HubOutput(torch.nn.Module):
-    """A transformers model whose embedding is one field of its output."""
-
-    def __init__(self, model: torch.nn.Module, field: str, cls_token: bool = False) -> None:
-        super().__init__()
-        self.model = model
-        self._field = field
-        self._cls_token = cls_token
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        output: torch.Tensor = getattr(self.model(pixel_values=images), self._field)
-        if self._cls_token:
-            output = output[:, 0]
-        return output.flatten(1) if output.dim() > 2 else output
 
 
 def _pytorch_default_init(module: torch.nn.Module) -> None:
@@ -215,6 +188,33 @@ RECIPES: dict[str, Recipe] = {
                "hub openai/clip-vit-base-patch32", weights_package=None, slow=True),
     ]
 }  # fmt: skip
+
+
+def _learned_recipes() -> list[Recipe]:
+    trained_here = "this project's training (imsearch train), as --weights PATH"
+    return [
+        Recipe(
+            "triplet_lite0",
+            "metric learning",
+            256,
+            _prep(224, TF_LITE),
+            build_triplet_lite0,
+            trained_here,
+            None,
+        ),
+        Recipe(
+            "autoencoder",
+            "autoencoder",
+            256,
+            _prep(224, HALF, resize=224),
+            build_autoencoder,
+            trained_here,
+            None,
+        ),
+    ]
+
+
+RECIPES.update({recipe.name: recipe for recipe in _learned_recipes()})
 
 
 def weights_label(recipe: Recipe, weights: str) -> str:

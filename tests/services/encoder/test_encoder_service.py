@@ -1,5 +1,6 @@
 """The encoder over real gRPC on loopback, with the real EfficientNet-Lite0 ONNX model."""
 
+import io
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from urllib.request import urlopen
@@ -9,6 +10,7 @@ import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from PIL import Image
 
 from imsearch.v1 import encoder_pb2, encoder_pb2_grpc
 from services.encoder.app import EncoderApp, start_encoder
@@ -48,15 +50,30 @@ def encode(stub: encoder_pb2_grpc.EncoderServiceStub, *images: bytes, model: str
 
 
 def test_list_models_describes_the_default_model(stub: encoder_pb2_grpc.EncoderServiceStub) -> None:
-    (model,) = stub.ListModels(encoder_pb2.ListModelsRequest()).models
-    assert (model.name, model.dim, model.is_default, model.backend) == (
-        "efficientnet_lite0",
-        1280,
-        True,
-        "onnxruntime",
-    )
+    models = {m.name: m for m in stub.ListModels(encoder_pb2.ListModelsRequest()).models}
+    model = models["efficientnet_lite0"]
+    assert (model.dim, model.is_default, model.backend) == (1280, True, "onnxruntime")
     assert model.preprocessing.crop_size == 224
     assert "pretrained" in model.weights
+    histogram = models["color_histogram"]
+    assert (histogram.dim, histogram.is_default, histogram.backend) == (512, False, "builtin")
+
+
+def test_colour_histogram_is_served_like_a_model(stub: encoder_pb2_grpc.EncoderServiceStub) -> None:
+    red = Image.new("RGB", (120, 90), (230, 20, 20))
+    mostly_red = Image.new("RGB", (120, 90), (235, 25, 15))
+    mostly_red.paste((20, 200, 20), (0, 0, 40, 90))  # a green third
+    blue = Image.new("RGB", (100, 100), (20, 20, 230))
+    vectors = encode(stub, *(image_bytes(i) for i in (red, mostly_red, blue)), model="color_histogram")
+    assert vectors.shape == (3, 512)
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    assert float(vectors[0] @ vectors[1]) > float(vectors[0] @ vectors[2])
+
+
+def image_bytes(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 def test_embeddings_are_unit_length_and_deterministic(stub: encoder_pb2_grpc.EncoderServiceStub) -> None:
