@@ -104,6 +104,13 @@ def cmd_models_export(args: argparse.Namespace) -> None:
     print(f"exported {args.name} to {result.onnx_path}; {result.describe()}{' (fp16)' if args.fp16 else ''}")
 
 
+def cmd_models_fit_codebook(args: argparse.Namespace) -> None:
+    from services.encoder.zoo.codebook import fit_codebook
+
+    spec = fit_codebook(args.dataset, args.repository, args.words, args.max_images)
+    print(f"wrote {args.repository / spec.name}: {spec.weights}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="imsearch", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -147,6 +154,12 @@ def build_parser() -> argparse.ArgumentParser:
     exporting.add_argument("--fp16", action="store_true", help="float16 weights and arithmetic")
     exporting.add_argument("--repository", type=Path, default=Path("model_repository"))
     exporting.set_defaults(func=cmd_models_export)
+    codebook = models_sub.add_parser("fit-codebook", help="learn the ORB bag-of-words codebook from images")
+    codebook.add_argument("--dataset", type=Path, required=True)
+    codebook.add_argument("--words", type=int, default=256)
+    codebook.add_argument("--max-images", type=int, default=1000)
+    codebook.add_argument("--repository", type=Path, default=Path("model_repository"))
+    codebook.set_defaults(func=cmd_models_fit_codebook)
 
     from imsearch.cli.loadtest import add_loadtest_arguments
 

@@ -13,7 +13,7 @@ import numpy as np
 from imsearch.common.errors import InvalidArgument, NotFound
 from imsearch.common.metrics import ServiceMetrics
 from services.encoder.backends.base import InferenceBackend
-from services.encoder.backends.classic import ColorHistogramBackend
+from services.encoder.backends.classic import ColorHistogramBackend, OrbBagOfWordsBackend
 from services.encoder.backends.onnxruntime import OnnxRuntimeBackend
 from services.encoder.backends.triton import TritonBackend
 from services.encoder.batcher import MicroBatcher
@@ -60,6 +60,9 @@ class Encoder:
             backend = backends.get(spec.name)
             if backend is None and spec.runtime == "color_histogram":
                 backend = ColorHistogramBackend(spec.name)
+            if backend is None and spec.runtime == "orb_bovw":
+                codebook = np.load(settings.model_repository / spec.name / "codebook.npy")
+                backend = OrbBagOfWordsBackend(spec.name, codebook)
             if backend is None and settings.backend == "triton":
                 backend = TritonBackend(spec.name, settings.triton_url, settings.triton_timeout_s)
             if backend is None:

@@ -30,7 +30,7 @@ class ModelSpec(BaseModel):
     preprocessing: Preprocessing
     weights: str = Field(description="where the weights come from, for `models list`")
     # "onnx": 1/model.onnx run by onnxruntime or Triton; otherwise a built-in classic feature.
-    runtime: Literal["onnx", "color_histogram"] = "onnx"
+    runtime: Literal["onnx", "color_histogram", "orb_bovw"] = "onnx"
 
     @classmethod
     def load(cls, model_dir: Path) -> "ModelSpec":
