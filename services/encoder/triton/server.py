@@ -70,6 +70,7 @@ class TritonServer:
                 "--allow-metrics=true",
                 "--allow-gpu-metrics=false",
                 f"--metrics-port={self.metrics_port}",
+                "--metrics-interval-ms=200",  # counters refresh often enough to read after a burst
                 "--log-verbose=0",
             ],
             env=env,

@@ -1,6 +1,7 @@
 """The encoder with a real Triton server (the bundled tritonserver binary, on CPU) behind it."""
 
 import re
+import time
 import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -86,7 +87,12 @@ def test_dynamic_batching_forms_batches_under_concurrent_load(triton: TritonServ
 
     with ThreadPoolExecutor(16) as pool:
         list(pool.map(one, range(32)))
+    deadline = time.monotonic() + 10  # Triton refreshes its counters periodically
     after = scrape()
+    while counter(after, "nv_inference_count") - counter(before, "nv_inference_count") < 32:
+        assert time.monotonic() < deadline, "Triton never counted the 32 inferences"
+        time.sleep(0.1)
+        after = scrape()
     inferences = counter(after, "nv_inference_count") - counter(before, "nv_inference_count")
     executions = counter(after, "nv_inference_exec_count") - counter(before, "nv_inference_exec_count")
     assert inferences == 32
@@ -107,3 +113,30 @@ def test_a_server_that_goes_away_is_unavailable(repository: Path, tmp_path: Path
     server.stop()
     with pytest.raises(Unavailable, match="triton"):
         backend.infer(np.zeros((1, 3, 224, 224), np.float32))
+
+
+def test_zoo_models_serve_the_same_through_triton(tmp_path: Path) -> None:
+    """A transformer and a CNN from the zoo (random weights: parity only), Triton vs embedded."""
+    from services.encoder.zoo.export import export
+    from services.encoder.zoo.recipes import RECIPES
+
+    source = tmp_path / "repository"
+    for name in ("dinov2_s14", "mobilenet_v2"):
+        export(RECIPES[name], source, "random")
+    repository = tmp_path / "triton-cpu"
+    assert sorted(build_repository(source, repository)) == ["dinov2_s14", "mobilenet_v2"]
+    server = TritonServer(repository, work_dir=tmp_path)
+    settings = {"model_repository": source, "default_model": "dinov2_s14", "metrics_port": -1}
+    embedded = Encoder(EncoderSettings(**settings), ServiceMetrics("a"))
+    served = Encoder(
+        EncoderSettings(**settings, backend="triton", triton_url=server.url), ServiceMetrics("b")
+    )
+    try:
+        for name in ("dinov2_s14", "mobilenet_v2"):
+            _, local = embedded.encode(name, [jpeg(5), png(6, (200, 150), "RGB")])
+            _, remote = served.encode(name, [jpeg(5), png(6, (200, 150), "RGB")])
+            assert float(np.abs(local - remote).max()) <= 1e-5, name
+    finally:
+        embedded.close()
+        served.close()
+        server.stop()
