@@ -63,7 +63,10 @@ class IndexEngine:
         self._optimized_at: dict[str, int] = {}
         self._optimizing: set[str] = set()
         self._optimizer_threads: list[threading.Thread] = []
-        for name in self._vectors.collections():
+        # Dimensions are fixed per collection: read once here (a server round trip per
+        # collection), then kept, so searches never ask the store again.
+        self._dims: dict[str, int] = self._vectors.collections()
+        for name in self._dims:
             self._with_redis(partial(self.reconcile, name))
 
     # -- helpers ----------------------------------------------------------------------------
@@ -76,7 +79,7 @@ class IndexEngine:
             raise Unavailable(f"LSH store (Redis) unavailable: {exc}") from None
 
     def _dim(self, collection: str) -> int:
-        dim = self._vectors.collections().get(collection)
+        dim = self._dims.get(collection)
         if dim is None:
             raise NotFound(f"collection {collection!r} does not exist")
         return dim
@@ -97,12 +100,13 @@ class IndexEngine:
     def ensure_collection(self, collection: str, dim: int) -> None:
         if not 1 <= dim <= MAX_DIM:
             raise InvalidArgument(f"dim must be between 1 and {MAX_DIM}, got {dim}")
-        existing = self._vectors.collections().get(collection)
+        existing = self._dims.get(collection)
         if existing is not None and existing != dim:
             raise FailedPrecondition(f"collection {collection!r} exists with dimension {existing}, not {dim}")
         with self._write_lock:
             self._with_redis(lambda: self._lsh.ensure_collection(collection, dim))
             self._vectors.create_collection(collection, dim)
+            self._dims[collection] = dim
 
     def info(self, collection: str) -> CollectionStats:
         dim = self._dim(collection)
