@@ -29,7 +29,7 @@ from services.index.app import build_engine
 from services.index.settings import IndexSettings
 
 
-def start_services(data_dir: Path, redis_url: str) -> tuple[list[subprocess.Popen[bytes]], str]:
+def start_services(data_dir: Path, redis_url: str) -> tuple[list[subprocess.Popen[bytes]], dict[str, str]]:
     ports = {name: free_port() for name in ("gateway", "encoder", "index")}
     env = dict(
         os.environ,
@@ -49,7 +49,7 @@ def start_services(data_dir: Path, redis_url: str) -> tuple[list[subprocess.Pope
         )
         wait_for_channel(f"127.0.0.1:{ports[name]}", timeout=60).close()
     time.sleep(1.0)  # the gateway binds only after it has reached the other two
-    return processes, f"127.0.0.1:{ports['gateway']}"
+    return processes, {name: f"127.0.0.1:{port}" for name, port in ports.items()}
 
 
 def main() -> None:
@@ -62,7 +62,8 @@ def main() -> None:
     gallery, queries, source = gallery_and_queries(args.gallery, args.queries)
     with tempfile.TemporaryDirectory() as tmp:
         redis_server = EmbeddedRedis(Path(tmp) / "redis")
-        processes, gateway = start_services(Path(tmp) / "services", redis_server.url)
+        processes, addresses = start_services(Path(tmp) / "services", redis_server.url)
+        gateway = addresses["gateway"]
         try:
             client = SearchClient(gateway)
             client.add_images((image_id, data, {}) for image_id, data in gallery)
