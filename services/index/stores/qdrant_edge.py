@@ -17,6 +17,7 @@ import qdrant_edge as qe
 from imsearch.common.errors import NotFound
 from services.index.stores.base import MetadataFilter, ScoredPoint, StoredPoint
 from services.index.stores.qdrant_payload import (
+    in_request_order,
     metadata_key,
     payload_for,
     point_uuid,
@@ -102,8 +103,7 @@ class QdrantEdgeStore:
         records = self._shard(collection).retrieve(
             [point_uuid(i) for i in ids], with_payload=True, with_vector=True
         )
-        found = {p.id: p for p in map(stored_point, records)}
-        return [found[i] for i in ids if i in found]
+        return in_request_order(records, ids)
 
     def search(
         self,

@@ -5,6 +5,7 @@ caller's id and metadata live in the payload: {"id": ..., "metadata": {...}}.
 """
 
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -34,6 +35,12 @@ def stored_point(record: Any) -> StoredPoint:
     return StoredPoint(
         payload[ID_KEY], np.asarray(record.vector, dtype=np.float32), payload.get(METADATA_KEY, {})
     )
+
+
+def in_request_order(records: Any, ids: Sequence[str]) -> list[StoredPoint]:
+    """The retrieved records as points, in the order of `ids`; ids not found are left out."""
+    found = {point.id: point for point in map(stored_point, records)}
+    return [found[i] for i in ids if i in found]
 
 
 def scored_point(hit: Any, with_vector: bool) -> ScoredPoint:

@@ -12,6 +12,7 @@ from qdrant_client import QdrantClient, models
 from imsearch.common.errors import NotFound
 from services.index.stores.base import MetadataFilter, ScoredPoint, StoredPoint
 from services.index.stores.qdrant_payload import (
+    in_request_order,
     metadata_key,
     payload_for,
     point_uuid,
@@ -91,8 +92,7 @@ class QdrantServerStore:
         records = self._client.retrieve(
             collection, [point_uuid(i) for i in ids], with_payload=True, with_vectors=True
         )
-        found = {p.id: p for p in map(stored_point, records)}
-        return [found[i] for i in ids if i in found]
+        return in_request_order(records, ids)
 
     def search(
         self,
