@@ -1,0 +1,1 @@
+"""Evaluation of retrieval quality: metrics now, the `imsearch eval` harness next."""
