@@ -111,6 +111,24 @@ def cmd_models_fit_codebook(args: argparse.Namespace) -> None:
     print(f"wrote {args.repository / spec.name}: {spec.weights}")
 
 
+def cmd_eval(args: argparse.Namespace) -> None:
+    from imsearch.eval.harness import run, write
+    from imsearch.eval.protocol import split
+
+    data = split(args.dataset, args.queries_per_class, args.seed, args.classes)
+    protocol = {
+        "dataset": args.dataset.name,
+        "gallery images": len(data.gallery),
+        "queries": len(data.queries),
+        "queries per class (never in the gallery)": args.queries_per_class,
+        "seed": args.seed,
+        "embeddings": "L2-normalised",
+    }
+    results = run(data, args.models.split(","), args.index.split(","), args.k, args.repository, protocol)
+    write(results, args.out)
+    print((args.out / "report.md").read_text())
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="imsearch", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -160,6 +178,20 @@ def build_parser() -> argparse.ArgumentParser:
     codebook.add_argument("--max-images", type=int, default=1000)
     codebook.add_argument("--repository", type=Path, default=Path("model_repository"))
     codebook.set_defaults(func=cmd_models_fit_codebook)
+
+    evaluation = sub.add_parser(
+        "eval", help="retrieval quality and speed of models and indexes on a labelled set"
+    )
+    evaluation.add_argument("--dataset", type=Path, required=True, help="one folder per class")
+    evaluation.add_argument("--models", default="efficientnet_lite0")
+    evaluation.add_argument("--index", default="exact,kdtree,lsh,hnsw")
+    evaluation.add_argument("--queries-per-class", type=int, default=3)
+    evaluation.add_argument("--classes", type=int, default=None, help="a random subset of this many classes")
+    evaluation.add_argument("--k", type=int, default=10)
+    evaluation.add_argument("--seed", type=int, default=0)
+    evaluation.add_argument("--out", type=Path, default=Path("eval-out"))
+    evaluation.add_argument("--repository", type=Path, default=Path("model_repository"))
+    evaluation.set_defaults(func=cmd_eval)
 
     from imsearch.cli.loadtest import add_loadtest_arguments
 
