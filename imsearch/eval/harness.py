@@ -128,6 +128,8 @@ def run(
         ),
         ServiceMetrics("eval"),
     )
+    for model in models:  # fail before hours of work, not after
+        encoder.model(model)
     results: dict[str, Any] = {"protocol": protocol, "k": k, "models": {}}
     with tempfile.TemporaryDirectory() as tmp:
         redis_server = EmbeddedRedis(Path(tmp) / "redis")
