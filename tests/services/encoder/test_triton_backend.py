@@ -76,7 +76,17 @@ def test_dynamic_batching_forms_batches_under_concurrent_load(triton: TritonServ
         with urllib.request.urlopen(triton.metrics_url) as response:
             return str(response.read().decode())
 
-    before = scrape()
+    def settled() -> str:
+        """Triton refreshes its counters every 200 ms: wait until earlier tests' work shows."""
+        last = scrape()
+        while True:
+            time.sleep(0.5)
+            now = scrape()
+            if counter(now, "nv_inference_count") == counter(last, "nv_inference_count"):
+                return now
+            last = now
+
+    before = settled()
     client = triton_grpc.InferenceServerClient(triton.url)
 
     def one(seed: int) -> None:
