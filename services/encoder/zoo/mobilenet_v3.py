@@ -9,6 +9,8 @@ global-average-pooled (the classifier is dropped).
 
 from torch import Tensor, nn
 
+from services.encoder.zoo.modules import load_torchvision_weights
+
 PRETRAINED_URL = "https://download.pytorch.org/models/mobilenet_v3_large-8738ca79.pth"
 # input, kernel, expanded, output, squeeze-excite, hard-swish, stride
 LARGE = [
@@ -103,11 +105,5 @@ def build_mobilenet_v3(weights: str) -> nn.Module:
     torch.manual_seed(0)  # random weights: the same every run
     model = MobileNetV3LargeFeatures()
     if weights != "random":
-        state = (
-            # torchvision's own download, through torch.hub (needs internet; no torchvision import)
-            torch.hub.load_state_dict_from_url(PRETRAINED_URL, map_location="cpu")
-            if weights == "pretrained"
-            else torch.load(weights, map_location="cpu", weights_only=True)
-        )
-        model.load_state_dict({k: v for k, v in state.items() if not k.startswith("classifier.")})
+        load_torchvision_weights(model, weights, PRETRAINED_URL, drop_prefix="classifier.")
     return model.eval()

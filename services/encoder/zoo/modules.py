@@ -32,3 +32,16 @@ class HubOutput(torch.nn.Module):
         if self._cls_token:
             output = output[:, 0]
         return output.flatten(1) if output.dim() > 2 else output
+
+
+def load_torchvision_weights(model: torch.nn.Module, weights: str, url: str, drop_prefix: str) -> None:
+    """Loads a torchvision checkpoint into a module written with torchvision's layer names:
+    downloaded from `url` through torch.hub for "pretrained" (needs internet, no torchvision
+    import), else read from the path `weights`. Keys starting with `drop_prefix` (the
+    classifier we do not use) are left out."""
+    state = (
+        torch.hub.load_state_dict_from_url(url, map_location="cpu")
+        if weights == "pretrained"
+        else torch.load(weights, map_location="cpu", weights_only=True)
+    )
+    model.load_state_dict({k: v for k, v in state.items() if not k.startswith(drop_prefix)})

@@ -9,6 +9,8 @@ The embedding is fc7 (4096 values after the second ReLU), the classic VGG image 
 import torch
 from torch import nn
 
+from services.encoder.zoo.modules import load_torchvision_weights
+
 PRETRAINED_URL = "https://download.pytorch.org/models/vgg16-397923af.pth"
 # Output channels per convolution; "M" is a 2x2 max-pool (torchvision's configuration "D").
 VGG16_LAYOUT: list[int | str] = [
@@ -66,12 +68,7 @@ def build_vgg16(weights: str) -> nn.Module:
     torch.manual_seed(0)  # random weights: the same every run
     model = VGG16Features()
     if weights != "random":
-        state = (
-            # torchvision's own download, through torch.hub (needs internet; no torchvision import)
-            torch.hub.load_state_dict_from_url(PRETRAINED_URL, map_location="cpu")
-            if weights == "pretrained"
-            else torch.load(weights, map_location="cpu", weights_only=True)
-        )
-        state = {k: v for k, v in state.items() if not k.startswith("classifier.6.")}  # the 1000-way layer
-        model.load_state_dict(state)
+        load_torchvision_weights(
+            model, weights, PRETRAINED_URL, drop_prefix="classifier.6."
+        )  # 1000-way layer
     return model.eval()

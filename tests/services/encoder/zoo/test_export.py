@@ -91,3 +91,21 @@ def test_clip_text_tower_export(tmp_path: Path) -> None:
     print(f"clip_vit_b32_text: {result.describe()}")
     assert result.max_abs_diff <= 1e-4
     assert "TYPE_INT64" in (tmp_path / "clip_vit_b32_text" / "config.pbtxt").read_text()
+
+
+def test_a_torchvision_style_checkpoint_loads_by_path(tmp_path: Path) -> None:
+    """MobileNetV3 from a checkpoint with torchvision's keys, classifier included (and dropped)."""
+    import torch
+
+    from services.encoder.zoo.mobilenet_v3 import build_mobilenet_v3
+
+    source = build_mobilenet_v3("random")
+    for parameter in source.parameters():
+        torch.nn.init.normal_(parameter, std=0.05)  # weights unlike a fresh random build
+    state = {**source.state_dict(), "classifier.0.weight": torch.zeros(1280, 960)}
+    torch.save(state, tmp_path / "mobilenet_v3_large.pth")
+    loaded = build_mobilenet_v3(str(tmp_path / "mobilenet_v3_large.pth"))
+    images = torch.rand(2, 3, 224, 224)
+    with torch.no_grad():
+        assert torch.equal(loaded(images), source(images))
+        assert not torch.equal(build_mobilenet_v3("random")(images), source(images))
