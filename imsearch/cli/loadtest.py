@@ -14,8 +14,10 @@ import threading
 import time
 import urllib.request
 from collections import defaultdict
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import grpc
@@ -49,6 +51,17 @@ class LoadResult:
     latencies: list[float] = field(default_factory=list)
     errors: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     elapsed: float = 0.0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def measure(self, search: Callable[[], object], since: float) -> None:
+        """Runs one search; records its latency from `since`, or its status code on failure."""
+        try:
+            search()
+            with self._lock:
+                self.latencies.append(time.perf_counter() - since)
+        except grpc.RpcError as exc:
+            with self._lock:
+                self.errors[exc.code().name] += 1
 
     @property
     def qps(self) -> float:
@@ -98,14 +111,7 @@ def closed_loop(
                         return
             elif time.perf_counter() >= deadline:
                 return
-            start = time.perf_counter()
-            try:
-                client.search(rng.choice(queries), **kw)  # type: ignore[arg-type]
-                with lock:
-                    result.latencies.append(time.perf_counter() - start)
-            except grpc.RpcError as exc:
-                with lock:
-                    result.errors[exc.code().name] += 1
+            result.measure(partial(client.search, rng.choice(queries), **kw), time.perf_counter())  # type: ignore[arg-type]
 
     began = time.perf_counter()
     threads = [threading.Thread(target=worker, args=(i,)) for i in range(concurrency)]
@@ -121,18 +127,11 @@ def open_loop(
     client: SearchClient, queries: list[bytes], rate: float, duration: float, count: int | None, **kw: object
 ) -> LoadResult:
     result = LoadResult()
-    lock = threading.Lock()
     total = count or int(rate * duration)
     rng = random.Random(0)
 
     def one(scheduled: float, image: bytes) -> None:
-        try:
-            client.search(image, **kw)  # type: ignore[arg-type]
-            with lock:
-                result.latencies.append(time.perf_counter() - scheduled)
-        except grpc.RpcError as exc:
-            with lock:
-                result.errors[exc.code().name] += 1
+        result.measure(partial(client.search, image, **kw), scheduled)  # type: ignore[arg-type]
 
     began = time.perf_counter()
     with ThreadPoolExecutor(max_workers=256) as pool:

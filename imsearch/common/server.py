@@ -86,8 +86,14 @@ class ErrorAndMetricsInterceptor(grpc.ServerInterceptor):
 @dataclass
 class RunningServer:
     server: grpc.Server
+    host: str
     port: int
     health: health.HealthServicer
+
+    @property
+    def address(self) -> str:
+        """Where clients reach it: the bound host with the port actually bound (port 0 resolved)."""
+        return f"{self.host}:{self.port}"
 
     def set_serving(self, serving: bool = True) -> None:
         status = (
@@ -122,7 +128,7 @@ def create_server(
     port = server.add_insecure_port(address)
     if port == 0:
         raise RuntimeError(f"could not bind {address}")
-    running = RunningServer(server, port, health_servicer)
+    running = RunningServer(server, address.rpartition(":")[0], port, health_servicer)
     running.set_serving(False)
     server.start()
     return running

@@ -21,8 +21,7 @@ class EncoderApp:
 
     @property
     def address(self) -> str:
-        host = self.encoder.settings.listen.rpartition(":")[0]
-        return f"{host}:{self.server.port}"
+        return self.server.address
 
     def stop(self) -> None:
         self.server.stop()

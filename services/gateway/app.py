@@ -25,7 +25,7 @@ class GatewayApp:
 
     @property
     def address(self) -> str:
-        return f"{self.settings.listen.rpartition(':')[0]}:{self.server.port}"
+        return self.server.address
 
     def stop(self) -> None:
         self.server.stop()
