@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 setup:
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[export,dev]'
+	$(BIN)/pip install -q -e '.[export,study,dev]'
 	$(BIN)/python -m services.encoder.zoo.export --model efficientnet_lite0 --out model_repository
 	$(PY) -m venv .venv-triton
 	.venv-triton/bin/pip install -q -r services/encoder/triton/requirements.txt

@@ -112,21 +112,62 @@ def cmd_models_fit_codebook(args: argparse.Namespace) -> None:
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
-    from imsearch.eval.harness import run, write
+    from imsearch.eval.harness import run
+    from imsearch.eval.parents import parents_for
     from imsearch.eval.protocol import split
+    from imsearch.eval.report import write
 
-    data = split(args.dataset, args.queries_per_class, args.seed, args.classes)
+    seeds = [int(s) for s in args.seed.split(",")]
+    splits = {seed: split(args.dataset, args.queries_per_class, seed, args.classes) for seed in seeds}
+    first = splits[seeds[0]]
     protocol = {
         "dataset": args.dataset.name,
-        "gallery images": len(data.gallery),
-        "queries": len(data.queries),
+        "gallery images": len(first.gallery),
+        "queries": len(first.queries),
         "queries per class (never in the gallery)": args.queries_per_class,
-        "seed": args.seed,
+        "seeds": args.seed,
         "embeddings": "L2-normalised",
     }
-    results = run(data, args.models.split(","), args.index.split(","), args.k, args.repository, protocol)
-    write(results, args.out)
+    results = run(splits, args.models.split(","), args.index.split(","), args.k, args.repository, protocol)
+    write(results, args.out, parents_for({item.label for item in first.gallery}))
     print((args.out / "report.md").read_text())
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from imsearch.train.autoencoder import AutoencoderParams
+    from imsearch.train.heads import HeadParams
+    from imsearch.train.runner import TrainJob, train
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    name = args.name or f"{args.kind}_{args.dataset.name.lower()}"
+    job = TrainJob(
+        args.kind,
+        args.dataset,
+        name,
+        args.repository,
+        args.out / name,
+        args.backbone,
+        args.queries_per_class,
+        args.seed,
+        args.cache,
+    )
+    head = HeadParams(
+        out_dim=args.dim,
+        epochs=args.epochs or 30,
+        margin=args.margin,
+        distance=args.distance,
+        mining=args.mining,
+        m_per_class=args.m_per_class,
+    )
+    result = train(job, head, AutoencoderParams(epochs=args.epochs or 8))
+    history = result.history
+    print(
+        f"trained {name} ({args.kind}) on {result.train_images} images, validated on "
+        f"{result.validation_images}; best epoch {history.best_epoch}/{len(history.loss)}: validation "
+        f"P@{history.k} {history.validation_precision[history.best_epoch - 1]:.3f}\n"
+        f"checkpoint {result.checkpoint}, curves {job.out / 'curves.png'}\n"
+        f"exported to {args.repository / name}; {result.export_check}"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -188,10 +229,32 @@ def build_parser() -> argparse.ArgumentParser:
     evaluation.add_argument("--queries-per-class", type=int, default=3)
     evaluation.add_argument("--classes", type=int, default=None, help="a random subset of this many classes")
     evaluation.add_argument("--k", type=int, default=10)
-    evaluation.add_argument("--seed", type=int, default=0)
+    evaluation.add_argument("--seed", default="0", help="split seed; several (0,1,2): means over seeds")
     evaluation.add_argument("--out", type=Path, default=Path("eval-out"))
     evaluation.add_argument("--repository", type=Path, default=Path("model_repository"))
     evaluation.set_defaults(func=cmd_eval)
+
+    training = sub.add_parser(
+        "train", help="train a head, a triplet head or an autoencoder, and export it as a model"
+    )
+    training.add_argument("kind", choices=["head", "triplet", "autoencoder"])
+    training.add_argument("--dataset", type=Path, required=True, help="one folder per class")
+    training.add_argument("--name", default=None, help="model name (default KIND_DATASET)")
+    training.add_argument("--backbone", default="efficientnet_lite2", help="head/triplet: frozen backbone")
+    training.add_argument(
+        "--queries-per-class", type=int, default=3, help="the evaluation's queries, never trained on"
+    )
+    training.add_argument("--seed", type=int, default=0, help="the evaluation split's seed")
+    training.add_argument("--epochs", type=int, default=None, help="default 30 (heads), 8 (autoencoder)")
+    training.add_argument("--dim", type=int, default=512, help="head/triplet: embedding size")
+    training.add_argument("--margin", type=float, default=0.2, help="triplet margin")
+    training.add_argument("--distance", choices=["cosine", "euclidean"], default="cosine")
+    training.add_argument("--mining", choices=["semihard", "hard", "all"], default="semihard")
+    training.add_argument("--m-per-class", type=int, default=16, help="triplet: images per class in a batch")
+    training.add_argument("--repository", type=Path, default=Path("model_repository"))
+    training.add_argument("--out", type=Path, default=Path("build/train"), help="checkpoints and curves")
+    training.add_argument("--cache", type=Path, default=Path("build/cache"), help="backbone features")
+    training.set_defaults(func=cmd_train)
 
     from imsearch.cli.loadtest import add_loadtest_arguments
 

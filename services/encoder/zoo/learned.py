@@ -1,34 +1,51 @@
-"""Models whose weights are learned by this project (training is `imsearch train`, a later step):
-a triplet-loss embedding head on a pretrained backbone, and a convolutional autoencoder whose
-latent code is the embedding. Here they are built and exported; `--weights PATH` loads a
-checkpoint of the whole module, `random` gives the untrained architecture."""
+"""Models whose weights are learned by this project (`imsearch train`): a dense embedding head on
+a frozen pretrained backbone (trained with a classification or a triplet loss), and a
+convolutional autoencoder whose latent code is the embedding. Here they are built for export;
+the training loops live in `imsearch.train`."""
 
 from itertools import pairwise
+from typing import Any
 
 import torch
 from torch import nn
 from torch.nn import functional
 
-from services.encoder.zoo.modules import PooledFeatures
+
+class ProjectionHead(nn.Module):
+    """The dense layer trained on frozen backbone features: dropout -> linear -> L2 normalise.
+    Trained with a classification loss (`imsearch train head`) or triplets (`train triplet`)."""
+
+    def __init__(self, in_dim: int, out_dim: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.dropout = nn.Dropout(dropout)
+        self.linear = nn.Linear(in_dim, out_dim)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return functional.normalize(self.linear(self.dropout(features)), dim=1)
 
 
-class EmbeddingHead(nn.Module):
-    """Backbone features -> linear projection -> L2-normalised embedding (trained with triplets)."""
+class HeadOnBackbone(nn.Module):
+    """Images -> pretrained backbone -> trained head: what gets exported and served."""
 
-    def __init__(self, backbone: nn.Module, in_dim: int, out_dim: int) -> None:
+    def __init__(self, backbone: nn.Module, head: ProjectionHead) -> None:
         super().__init__()
         self.backbone = backbone
-        self.projection = nn.Linear(in_dim, out_dim)
+        self.head = head
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return functional.normalize(self.projection(self.backbone(images)), dim=1)
+        embedding: torch.Tensor = self.head(self.backbone(images))
+        return embedding
+
+
+AUTOENCODER_SIZE = 128
 
 
 class ConvAutoencoder(nn.Module):
-    """Five stride-2 convolutions down to a 7x7 map, a linear bottleneck, and the mirror image up.
-    The encoder half (`encode`) is what gets exported: its latent vector is the embedding."""
+    """Five stride-2 convolutions down to a (size/32)^2 map, a linear bottleneck, and the mirror
+    image up. The encoder half (`encode`) is what gets exported: its latent vector is the
+    embedding. 128-pixel inputs and width 16 keep training to minutes on a CPU."""
 
-    def __init__(self, latent: int = 256, width: int = 32) -> None:
+    def __init__(self, latent: int = 256, width: int = 16, size: int = AUTOENCODER_SIZE) -> None:
         super().__init__()
         channels = [3, width, 2 * width, 4 * width, 8 * width, 8 * width]
         down: list[nn.Module] = []
@@ -43,8 +60,9 @@ class ConvAutoencoder(nn.Module):
             up += [nn.ConvTranspose2d(c_in, c_out, 4, stride=2, padding=1), nn.ReLU(inplace=True)]
         up[-1] = nn.Identity()  # the reconstruction is not clipped
         self.down = nn.Sequential(*down)
-        self.to_latent = nn.Linear(channels[-1] * 7 * 7, latent)
-        self.from_latent = nn.Linear(latent, channels[-1] * 7 * 7)
+        self._grid = size // 32
+        self.to_latent = nn.Linear(channels[-1] * self._grid**2, latent)
+        self.from_latent = nn.Linear(latent, channels[-1] * self._grid**2)
         self.up = nn.Sequential(*up)
         self._bottom = channels[-1]
 
@@ -53,7 +71,7 @@ class ConvAutoencoder(nn.Module):
         return latent
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        grid = self.from_latent(self.encode(images)).view(-1, self._bottom, 7, 7)
+        grid = self.from_latent(self.encode(images)).view(-1, self._bottom, self._grid, self._grid)
         reconstruction: torch.Tensor = self.up(grid)
         return reconstruction
 
@@ -67,22 +85,34 @@ class LatentCode(nn.Module):
         return self.autoencoder.encode(images)
 
 
-def _load(module: nn.Module, weights: str) -> nn.Module:
-    if weights == "pretrained":
-        raise FileNotFoundError("no trained weights ship with this model: train it, then pass --weights PATH")
-    if weights != "random":
-        module.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
-    return module.eval()
+def head_checkpoint(backbone: str, head: ProjectionHead, kind: str) -> dict[str, object]:
+    """What `imsearch train head|triplet` saves: the backbone's recipe name and the head."""
+    return {
+        "kind": kind,
+        "backbone": backbone,
+        "in_dim": head.linear.in_features,
+        "out_dim": head.linear.out_features,
+        "head": head.state_dict(),
+    }
 
 
-def build_triplet_lite0(weights: str) -> nn.Module:
-    from efficientnet_lite_pytorch import EfficientNet
+def read_head_checkpoint(path: str) -> dict[str, Any]:
+    saved: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=True)
+    return saved
 
-    torch.manual_seed(0)
-    backbone = EfficientNet.from_name("efficientnet-lite0")
-    return _load(EmbeddingHead(PooledFeatures(backbone, backbone.extract_features), 1280, 256), weights)
+
+def build_head_on_backbone(checkpoint: str, backbone: nn.Module) -> nn.Module:
+    saved = read_head_checkpoint(checkpoint)
+    head = ProjectionHead(saved["in_dim"], saved["out_dim"])
+    head.load_state_dict(saved["head"])
+    return HeadOnBackbone(backbone, head).eval()
 
 
 def build_autoencoder(weights: str) -> nn.Module:
+    if weights == "pretrained":
+        raise FileNotFoundError("no trained weights ship with this model: train it, then pass --weights PATH")
     torch.manual_seed(0)
-    return _load(LatentCode(ConvAutoencoder()), weights)
+    module = LatentCode(ConvAutoencoder())
+    if weights != "random":
+        module.autoencoder.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+    return module.eval()

@@ -16,7 +16,12 @@ from typing import Any
 import torch
 
 from services.encoder.model_spec import Preprocessing
-from services.encoder.zoo.learned import build_autoencoder, build_triplet_lite0
+from services.encoder.zoo.learned import (
+    AUTOENCODER_SIZE,
+    build_autoencoder,
+    build_head_on_backbone,
+    read_head_checkpoint,
+)
 from services.encoder.zoo.mobilenet_v3 import build_mobilenet_v3
 from services.encoder.zoo.modules import HubOutput, PooledFeatures
 from services.encoder.zoo.vgg import build_vgg16
@@ -193,31 +198,30 @@ RECIPES: dict[str, Recipe] = {
 }  # fmt: skip
 
 
-def _learned_recipes() -> list[Recipe]:
-    trained_here = "this project's training (imsearch train), as --weights PATH"
-    return [
-        Recipe(
-            "triplet_lite0",
-            "metric learning",
-            256,
-            _prep(224, TF_LITE),
-            build_triplet_lite0,
-            trained_here,
-            None,
-        ),
-        Recipe(
-            "autoencoder",
-            "autoencoder",
-            256,
-            _prep(224, HALF, resize=224),
-            build_autoencoder,
-            trained_here,
-            None,
-        ),
-    ]
+TRAINED_HERE = "this project's training (imsearch train), as --weights PATH"
+RECIPES["autoencoder"] = Recipe(
+    "autoencoder",
+    "autoencoder",
+    256,
+    _prep(AUTOENCODER_SIZE, HALF, resize=AUTOENCODER_SIZE),
+    build_autoencoder,
+    TRAINED_HERE,
+    None,
+)
 
 
-RECIPES.update({recipe.name: recipe for recipe in _learned_recipes()})
+def trained_head_recipe(name: str, checkpoint: Path) -> Recipe:
+    """The recipe of a head trained by `imsearch train head|triplet`: the backbone's own
+    preprocessing, its pretrained weights, and the head from the checkpoint."""
+    saved = read_head_checkpoint(str(checkpoint))
+    backbone = RECIPES[saved["backbone"]]
+
+    def build(weights: str) -> torch.nn.Module:
+        path = str(checkpoint) if weights == "pretrained" else weights
+        return build_head_on_backbone(path, backbone.build("pretrained"))
+
+    family = {"dense": "dense head (trained here)", "triplet": "triplet head (trained here)"}[saved["kind"]]
+    return Recipe(name, family, saved["out_dim"], backbone.preprocessing, build, TRAINED_HERE, None)
 
 
 def weights_label(recipe: Recipe, weights: str) -> str:

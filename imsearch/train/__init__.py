@@ -1,0 +1,1 @@
+"""`imsearch train`: models learned by this project (dense head, triplet head, autoencoder)."""

@@ -1,0 +1,98 @@
+"""`imsearch train KIND`: split -> train -> checkpoint + curves -> export into the model repository.
+
+The training images are the gallery of the evaluation split made with the same dataset,
+queries per class and seed (`imsearch.eval.protocol.split`), so no query image of that
+evaluation is ever seen; a tenth of the gallery is held out for validation.
+"""
+
+import dataclasses
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import torch
+
+from imsearch.eval.protocol import split
+from imsearch.train.autoencoder import AutoencoderParams, load_pixels, train_autoencoder
+from imsearch.train.features import backbone_features
+from imsearch.train.heads import HeadParams, train_head
+from imsearch.train.history import History
+from imsearch.train.splits import training_split
+from services.encoder.model_spec import SPEC_FILE
+from services.encoder.zoo.export import export
+from services.encoder.zoo.learned import head_checkpoint
+from services.encoder.zoo.recipes import RECIPES, trained_head_recipe
+
+log = logging.getLogger(__name__)
+Kind = Literal["head", "triplet", "autoencoder"]
+
+
+@dataclass(frozen=True)
+class TrainJob:
+    kind: Kind
+    dataset: Path
+    name: str  # the model's name in the repository
+    repository: Path
+    out: Path  # checkpoint, history.json, curves.png
+    backbone: str = "efficientnet_lite2"
+    queries_per_class: int = 3
+    seed: int = 0
+    cache: Path | None = None  # backbone features, reused across runs
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    checkpoint: Path
+    history: History
+    train_images: int
+    validation_images: int
+    export_check: str
+
+
+def _ensure_exported(repository: Path, model: str) -> None:
+    if (
+        not (repository / model / "1" / "model.onnx").is_file()
+        or not (repository / model / SPEC_FILE).is_file()
+    ):
+        log.info("exporting the backbone %s into %s", model, repository)
+        export(RECIPES[model], repository)
+
+
+def train(
+    job: TrainJob, head: HeadParams | None = None, autoencoder: AutoencoderParams | None = None
+) -> TrainResult:
+    data = split(job.dataset, job.queries_per_class, job.seed)
+    parts = training_split(data, seed=job.seed)
+    train_labels, validation_labels = parts.label_ids(parts.train), parts.label_ids(parts.validation)
+    title = f"{job.name}: {job.kind} on {job.dataset.name} (seed {job.seed})"
+    job.out.mkdir(parents=True, exist_ok=True)
+    checkpoint = job.out / f"{job.name}.pt"
+    if job.kind == "autoencoder":
+        params = dataclasses.replace(autoencoder or AutoencoderParams(), seed=job.seed)
+        recipe = dataclasses.replace(RECIPES["autoencoder"], name=job.name)
+        model, history = train_autoencoder(
+            load_pixels([i.path for i in parts.train], recipe.preprocessing),
+            train_labels,
+            load_pixels([i.path for i in parts.validation], recipe.preprocessing),
+            validation_labels,
+            params,
+            title,
+        )
+        torch.save(model.state_dict(), checkpoint)
+    else:
+        kind: Literal["dense", "triplet"] = "dense" if job.kind == "head" else "triplet"
+        params_head = dataclasses.replace(head or HeadParams(), kind=kind, seed=job.seed)
+        _ensure_exported(job.repository, job.backbone)
+        features = backbone_features(
+            job.repository, job.backbone, [i.path for i in parts.train + parts.validation], job.cache
+        )
+        n = len(parts.train)
+        trained, history = train_head(
+            features[:n], train_labels, features[n:], validation_labels, params_head, title
+        )
+        torch.save(head_checkpoint(job.backbone, trained, kind), checkpoint)
+        recipe = trained_head_recipe(job.name, checkpoint)
+    history.save(job.out)
+    check = export(recipe, job.repository, str(checkpoint))
+    return TrainResult(checkpoint, history, len(parts.train), len(parts.validation), check.describe())
