@@ -170,6 +170,16 @@ def cmd_train(args: argparse.Namespace) -> None:
     )
 
 
+def cmd_study(args: argparse.Namespace) -> None:
+    from imsearch.eval.study import StudyOptions, run_study
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    seeds = tuple(int(s) for s in args.seeds.split(","))
+    options = StudyOptions(args.data, args.out, args.work, seeds, classes=args.classes)
+    command = "imsearch study" + (f" --seeds {args.seeds}" if args.seeds != "0" else "")
+    print(f"wrote {run_study(options, command)}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="imsearch", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -255,6 +265,14 @@ def build_parser() -> argparse.ArgumentParser:
     training.add_argument("--out", type=Path, default=Path("build/train"), help="checkpoints and curves")
     training.add_argument("--cache", type=Path, default=Path("build/cache"), help="backbone features")
     training.set_defaults(func=cmd_train)
+
+    study = sub.add_parser("study", help="the whole evaluation study: train, evaluate, write docs/results.md")
+    study.add_argument("--data", type=Path, default=Path("../shared/data"), help="caltech101/ and cosplay/")
+    study.add_argument("--out", type=Path, default=Path("docs"))
+    study.add_argument("--work", type=Path, default=Path("build/study"), help="models, checkpoints, caches")
+    study.add_argument("--seeds", default="0", help="split seeds, e.g. 0,1,2 (means over seeds)")
+    study.add_argument("--classes", type=int, default=None, help="a random subset of classes (smoke test)")
+    study.set_defaults(func=cmd_study)
 
     from imsearch.cli.loadtest import add_loadtest_arguments
 

@@ -39,6 +39,7 @@ class TrainJob:
     queries_per_class: int = 3
     seed: int = 0
     cache: Path | None = None  # backbone features, reused across runs
+    classes: int | None = None  # a random subset of classes, as the evaluation's --classes
 
 
 @dataclass(frozen=True)
@@ -62,7 +63,7 @@ def _ensure_exported(repository: Path, model: str) -> None:
 def train(
     job: TrainJob, head: HeadParams | None = None, autoencoder: AutoencoderParams | None = None
 ) -> TrainResult:
-    data = split(job.dataset, job.queries_per_class, job.seed)
+    data = split(job.dataset, job.queries_per_class, job.seed, job.classes)
     parts = training_split(data, seed=job.seed)
     train_labels, validation_labels = parts.label_ids(parts.train), parts.label_ids(parts.validation)
     title = f"{job.name}: {job.kind} on {job.dataset.name} (seed {job.seed})"

@@ -28,6 +28,20 @@ def fit_codebook(
     dataset: Path, repository: Path, words: int = 256, max_images: int = 1000, seed: int = 0
 ) -> ModelSpec:
     paths = [path for _, path, _ in labelled_images([dataset])]
+    return fit_codebook_on(paths, dataset.name, repository, NAME, words, max_images, seed)
+
+
+def fit_codebook_on(
+    paths: list[Path],
+    source: str,
+    repository: Path,
+    name: str = NAME,
+    words: int = 256,
+    max_images: int = 1000,
+    seed: int = 0,
+) -> ModelSpec:
+    """Fits on (a sample of) `paths`, e.g. an evaluation's gallery only, never its queries."""
+    paths = list(paths)
     random.Random(seed).shuffle(paths)
     describer = OrbBagOfWordsBackend(NAME, np.zeros((1, 32), np.uint8))
     descriptors = []
@@ -41,13 +55,13 @@ def fit_codebook(
     kmeans = MiniBatchKMeans(words, random_state=seed, batch_size=4096, n_init=1, max_iter=50)
     codebook = np.packbits(kmeans.fit(bits[sample]).cluster_centers_ > 0.5, axis=1)
     spec = ModelSpec(
-        name=NAME,
+        name=name,
         dim=words + 1,
         preprocessing=PREPROCESSING,
-        weights=f"{words} ORB words fitted on {min(len(paths), max_images)} images of {dataset.name}",
+        weights=f"{words} ORB words fitted on {min(len(paths), max_images)} images of {source}",
         runtime="orb_bovw",
     )
-    folder = repository / NAME
+    folder = repository / name
     folder.mkdir(parents=True, exist_ok=True)
     np.save(folder / CODEBOOK_FILE, codebook)
     (folder / SPEC_FILE).write_text(spec.model_dump_json(indent=2) + "\n")
