@@ -6,7 +6,6 @@ autoencoder on that split's gallery only (never its queries), then evaluate ever
 every index through the service's encoder and index code, and write the report.
 """
 
-import dataclasses
 import json
 import logging
 import shutil
@@ -28,8 +27,7 @@ from services.encoder.zoo.recipes import RECIPES
 log = logging.getLogger(__name__)
 REPOSITORY_ROOT = Path(__file__).resolve().parents[2]
 PRETRAINED = ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2", "mobilenet_v2"]
-TRAINED: dict[Kind, str] = {"head": "head (Lite2, trained here)", "triplet": "triplet (Lite2, trained here)",
-           "autoencoder": "autoencoder (trained here)"}  # fmt: skip
+TRAINED: dict[Kind, str] = {"head": "dense head", "triplet": "triplet head", "autoencoder": "autoencoder"}
 REPORTED = Path(__file__).parent / "data" / "study_reported.json"
 
 
@@ -51,10 +49,17 @@ class StudyOptions:
     k: int = 10
     classes: int | None = None  # a random subset of classes (the test suite's small run)
     trained: tuple[Kind, ...] = tuple(TRAINED)
+    pretrained: tuple[str, ...] = tuple(PRETRAINED)
+    backbone: str = "efficientnet_lite2"  # under the trained heads
+
+    def row(self, kind: Kind) -> str:
+        """How a trained model is named in the report."""
+        on = f" on {self.backbone}" if kind != "autoencoder" else ""
+        return f"{TRAINED[kind]}{on} (trained here)"
 
 
-def _prepare_pretrained(repository: Path) -> None:
-    for name in PRETRAINED:
+def _prepare_pretrained(repository: Path, names: tuple[str, ...]) -> None:
+    for name in names:
         if not (repository / name / "1" / "model.onnx").is_file():
             log.info("exporting %s", name)
             export(RECIPES[name], repository)
@@ -71,22 +76,20 @@ def _models_for_seed(
     suffix = f"{dataset.name}_s{seed}"
     codebook = f"orb_bovw_{suffix}"
     fit_codebook_on([item.path for item in data.gallery], f"the {dataset.name} gallery", repository, codebook)
-    models = [*PRETRAINED, "color_histogram", codebook]
+    models = [*options.pretrained, "color_histogram", codebook]
     labels = {codebook: "orb_bovw"}
     training: dict[str, Any] = {}
     for kind in options.trained:
         name = f"{kind}_{suffix}"
         job = TrainJob(
             kind, options.data_root / dataset.name, name, repository, options.work / "train" / name,
-            queries_per_class=dataset.queries_per_class, seed=seed, cache=options.work / "cache",
+            options.backbone, dataset.queries_per_class, seed, options.work / "cache", options.classes,
         )  # fmt: skip
-        if options.classes is not None:
-            job = dataclasses.replace(job, classes=options.classes)
         result = train(job)
         models.append(name)
-        labels[name] = TRAINED[kind]
+        labels[name] = options.row(kind)
         training[name] = {
-            "row": TRAINED[kind],
+            "row": options.row(kind),
             "train_images": result.train_images,
             "validation_images": result.validation_images,
             "best_epoch": result.history.best_epoch,
@@ -289,7 +292,7 @@ def write_results_md(all_results: dict[str, dict[str, Any]], options: StudyOptio
 
 def run_study(options: StudyOptions, command: str, sets: tuple[StudySet, ...] = SETS) -> Path:
     (options.work / "models").mkdir(parents=True, exist_ok=True)
-    _prepare_pretrained(options.work / "models")
+    _prepare_pretrained(options.work / "models", (*options.pretrained, options.backbone))
     all_results = {}
     for dataset in sets:
         if not (options.data_root / dataset.name).is_dir():

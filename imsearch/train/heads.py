@@ -87,7 +87,7 @@ def train_head(
         loss_fn = losses.TripletMarginLoss(params.margin, distance=distance)
         miner = miners.TripletMarginMiner(params.margin, distance=distance, type_of_triplets=params.mining)
         # A batch holds m images of each of batch/m classes: at most every class once.
-        batch_size = min(params.batch_size, params.m_per_class * classes)
+        batch_size = min(params.batch_size, params.m_per_class * classes, len(labels))
         batch_size -= batch_size % params.m_per_class
         sampler = samplers.MPerClassSampler(
             labels, params.m_per_class, batch_size, length_before_new_iter=len(labels)

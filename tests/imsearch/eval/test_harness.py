@@ -40,7 +40,12 @@ def test_protocol_keeps_queries_out_of_the_gallery(colours: Path) -> None:
 def test_harness_scores_every_index_and_writes_the_report(colours: Path, tmp_path: Path) -> None:
     data = split(colours, queries_per_class=2)
     results = run(
-        {0: data}, ["color_histogram"], ["exact", "kdtree", "lsh", "hnsw"], 4, MODEL_REPOSITORY, {"set": "colours"}
+        {0: data},
+        ["color_histogram"],
+        ["exact", "kdtree", "lsh", "hnsw"],
+        4,
+        MODEL_REPOSITORY,
+        {"set": "colours"},
     )
     model = results["models"]["color_histogram"]
     for index, outcome in model["indexes"].items():
@@ -72,7 +77,14 @@ def test_several_seeds_average_their_splits(colours: Path) -> None:
 def test_reviewed_parent_mapping_covers_caltech() -> None:
     mapping = load_mapping()
     assert set(mapping.values()) == {
-        "Animals", "Miscellaneous", "Electronics", "Vehicles", "Nature", "Furniture", "Clothes", "Appliances"
+        "Animals",
+        "Miscellaneous",
+        "Electronics",
+        "Vehicles",
+        "Nature",
+        "Furniture",
+        "Clothes",
+        "Appliances",
     }
     assert mapping["emu"] == "Animals" and mapping["airplanes"] == "Vehicles"
     root = data_dir_or_skip(caltech_root())
