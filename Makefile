@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup protos check-protos lint typecheck test serve triton
+.PHONY: setup protos check-protos lint typecheck test serve triton results
 
 setup:
 	$(PY) -m venv $(VENV)
@@ -35,3 +35,6 @@ serve:
 
 triton:
 	$(BIN)/python -m services.encoder.triton.server --model-repository build/triton-cpu
+
+results:
+	$(BIN)/imsearch study --data ../shared/data --out docs

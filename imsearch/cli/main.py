@@ -150,6 +150,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         args.queries_per_class,
         args.seed,
         args.cache,
+        tune_blocks=args.tune_blocks,
     )
     head = HeadParams(
         out_dim=args.dim,
@@ -257,6 +258,9 @@ def build_parser() -> argparse.ArgumentParser:
     training.add_argument("--seed", type=int, default=0, help="the evaluation split's seed")
     training.add_argument("--epochs", type=int, default=None, help="default 30 (heads), 8 (autoencoder)")
     training.add_argument("--dim", type=int, default=512, help="head/triplet: embedding size")
+    training.add_argument(
+        "--tune-blocks", type=int, default=0, help="head/triplet: also fine-tune the backbone's last N blocks"
+    )
     training.add_argument("--margin", type=float, default=0.2, help="triplet margin")
     training.add_argument("--distance", choices=["cosine", "euclidean"], default="cosine")
     training.add_argument("--mining", choices=["semihard", "hard", "all"], default="semihard")

@@ -6,18 +6,20 @@ reconstruction error; each epoch is scored by P@k of held-out gallery images' la
 against the training images' (cosine), and the best epoch is kept.
 """
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
+from imsearch.train.features import pixels_of
 from imsearch.train.heads import precision_at_k
 from imsearch.train.history import History
-from services.encoder.images import preprocess
 from services.encoder.model_spec import Preprocessing
 from services.encoder.zoo.learned import ConvAutoencoder
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -31,12 +33,7 @@ class AutoencoderParams:
 
 
 def load_pixels(paths: list[Path], preprocessing: Preprocessing) -> np.ndarray:
-    def one(path: Path) -> np.ndarray:
-        with Image.open(path) as image:
-            image.draft("RGB", (preprocessing.resize, preprocessing.resize))
-            return preprocess(image.convert("RGB"), preprocessing).astype(np.float16)
-
-    return np.stack([one(p) for p in paths])
+    return np.stack([pixels_of(p, preprocessing).astype(np.float16) for p in paths])
 
 
 def latent_codes(model: ConvAutoencoder, pixels: np.ndarray, batch: int = 256) -> np.ndarray:
@@ -87,5 +84,7 @@ def train_autoencoder(
         )
         if history.record(float(np.mean(epoch_losses)), precision):
             best = {name: value.clone() for name, value in model.state_dict().items()}
+        log.info("%s: epoch %d loss %.4f validation P@%d %.3f", title, len(history.loss), history.loss[-1],
+                 params.k, precision)  # fmt: skip
     model.load_state_dict(best)
     return model.eval(), history

@@ -15,16 +15,17 @@ from PIL import Image
 
 from services.encoder.backends.onnxruntime import OnnxRuntimeBackend
 from services.encoder.images import preprocess
-from services.encoder.model_spec import ModelSpec
+from services.encoder.model_spec import ModelSpec, Preprocessing
 
 log = logging.getLogger(__name__)
 VIEWS = ("original", "mirrored")
 
 
-def _pixels(path: Path, spec: ModelSpec) -> np.ndarray:
+def pixels_of(path: Path, preprocessing: Preprocessing) -> np.ndarray:
+    """The encoder's preprocessing of one image file (JPEG decoded at a reduced scale)."""
     with Image.open(path) as image:
-        image.draft("RGB", (spec.preprocessing.resize, spec.preprocessing.resize))
-        return preprocess(image.convert("RGB"), spec.preprocessing)
+        image.draft("RGB", (preprocessing.resize, preprocessing.resize))
+        return preprocess(image.convert("RGB"), preprocessing)
 
 
 def _cache_key(model_dir: Path, paths: list[Path]) -> str:
@@ -50,7 +51,7 @@ def backbone_features(
     parts = []
     try:
         for start in range(0, len(paths), batch):
-            pixels = np.stack([_pixels(p, spec) for p in paths[start : start + batch]])
+            pixels = np.stack([pixels_of(p, spec.preprocessing) for p in paths[start : start + batch]])
             mirrored = np.ascontiguousarray(np.flip(pixels, axis=width_axis))
             parts.append(np.stack([backend.infer(pixels), backend.infer(mirrored)], axis=1))
             if start // batch % 20 == 0:

@@ -10,8 +10,9 @@ Each epoch is scored on held-out gallery images (P@k against the training images
 weights of the best epoch are kept.
 """
 
+import logging
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -20,6 +21,8 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from imsearch.train.history import History
 from services.encoder.zoo.learned import ProjectionHead
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -54,10 +57,14 @@ def precision_at_k(
     return float((gallery_labels[top] == query_labels[:, None]).mean())
 
 
-def embed(head: ProjectionHead, features: np.ndarray) -> np.ndarray:
-    head.eval()
+def embed(network: torch.nn.Module, inputs: np.ndarray, batch: int = 256) -> np.ndarray:
+    network.eval()
     with torch.no_grad():
-        embedded: np.ndarray = head(torch.from_numpy(features)).numpy()
+        parts = [
+            network(torch.from_numpy(inputs[i : i + batch].astype(np.float32)))
+            for i in range(0, len(inputs), batch)
+        ]
+    embedded: np.ndarray = torch.cat(parts).numpy()
     return embedded
 
 
@@ -69,10 +76,47 @@ def train_head(
     params: HeadParams,
     title: str,
 ) -> tuple[ProjectionHead, History]:
-    """`features` are (n, views, dim); each step picks one view per image at random."""
+    """A head on frozen features: `features` are (n, views, dim)."""
     torch.manual_seed(params.seed)
-    generator = torch.Generator().manual_seed(params.seed)
     head = ProjectionHead(features.shape[2], params.out_dim, params.dropout)
+    history = train_embedding(head, features, labels, validation_features, validation_labels, params, title)
+    return head, history
+
+
+def train_tuned(
+    tail: torch.nn.Module,
+    feature_dim: int,
+    maps: np.ndarray,
+    labels: list[int],
+    validation_maps: np.ndarray,
+    validation_labels: list[int],
+    params: HeadParams,
+    title: str,
+) -> tuple[ProjectionHead, History]:
+    """A head on a backbone tail that trains too (at a fifth of the head's learning rate);
+    `maps` are the frozen front's (n, views, C, H, W) outputs. Tunes `tail` in place."""
+    torch.manual_seed(params.seed)
+    head = ProjectionHead(feature_dim, params.out_dim, params.dropout)
+    network = torch.nn.Sequential(tail, head)
+    history = train_embedding(
+        network, maps, labels, validation_maps, validation_labels, params, title, list(tail.parameters())
+    )
+    return head, history
+
+
+def train_embedding(
+    network: torch.nn.Module,
+    inputs: np.ndarray,
+    labels: list[int],
+    validation_inputs: np.ndarray,
+    validation_labels: list[int],
+    params: HeadParams,
+    title: str,
+    slow_parameters: list[torch.nn.Parameter] | None = None,
+) -> History:
+    """Trains `network` in place and leaves it with its best epoch's weights. `inputs` are
+    (n, views, ...); each step picks one view per image at random."""
+    generator = torch.Generator().manual_seed(params.seed)
     label_tensor = torch.tensor(labels)
     classes = int(label_tensor.max()) + 1
     if params.kind == "dense":
@@ -94,20 +138,24 @@ def train_head(
         )
         batches = DataLoader(TensorDataset(torch.arange(len(labels))), batch_size, sampler=sampler)
         loss_name = f"triplet loss ({params.mining}, margin {params.margin}, {params.distance})"
-    optimizer = torch.optim.AdamW(
-        [*head.parameters(), *loss_fn.parameters()], params.learning_rate, weight_decay=params.weight_decay
-    )
+    slow = {id(p) for p in slow_parameters or []}
+    groups: list[dict[str, Any]] = [
+        {"params": [p for p in network.parameters() if id(p) not in slow] + list(loss_fn.parameters())}
+    ]
+    if slow_parameters:
+        groups.append({"params": slow_parameters, "lr": params.learning_rate / 5})
+    optimizer = torch.optim.AdamW(groups, params.learning_rate, weight_decay=params.weight_decay)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, params.epochs)
-    all_features = torch.from_numpy(features)
     history = History(title, loss_name, params.k)
-    best = {name: value.clone() for name, value in head.state_dict().items()}
-    train_view0 = features[:, 0]
+    best = {name: value.clone() for name, value in network.state_dict().items()}
+    train_view0 = inputs[:, 0]
     for _ in range(params.epochs):
-        head.train()
+        network.train()
         epoch_losses = []
         for (index,) in batches:
-            views = torch.randint(0, features.shape[1], (len(index),), generator=generator)
-            embeddings = head(all_features[index, views])
+            views = torch.randint(0, inputs.shape[1], (len(index),), generator=generator)
+            batch = torch.from_numpy(inputs[index.numpy(), views.numpy()].astype(np.float32))
+            embeddings = network(batch)
             batch_labels = label_tensor[index]
             loss = loss_fn(embeddings, batch_labels, miner(embeddings, batch_labels) if miner else None)
             optimizer.zero_grad()
@@ -116,13 +164,16 @@ def train_head(
             epoch_losses.append(float(loss.detach()))
         scheduler.step()
         precision = precision_at_k(
-            embed(head, validation_features[:, 0]),
+            embed(network, validation_inputs[:, 0]),
             np.asarray(validation_labels),
-            embed(head, train_view0),
+            embed(network, train_view0),
             np.asarray(labels),
             params.k,
         )
         if history.record(float(np.mean(epoch_losses)), precision):
-            best = {name: value.clone() for name, value in head.state_dict().items()}
-    head.load_state_dict(best)
-    return head.eval(), history
+            best = {name: value.clone() for name, value in network.state_dict().items()}
+        log.info("%s: epoch %d loss %.4f validation P@%d %.3f", title, len(history.loss), history.loss[-1],
+                 params.k, precision)  # fmt: skip
+    network.load_state_dict(best)
+    network.eval()
+    return history

@@ -16,12 +16,14 @@ import torch
 from imsearch.eval.protocol import split
 from imsearch.train.autoencoder import AutoencoderParams, load_pixels, train_autoencoder
 from imsearch.train.features import backbone_features
-from imsearch.train.heads import HeadParams, train_head
+from imsearch.train.heads import HeadParams, train_head, train_tuned
 from imsearch.train.history import History
 from imsearch.train.splits import training_split
+from imsearch.train.trunks import Tail, first_tuned_block, front_maps
 from services.encoder.model_spec import SPEC_FILE
 from services.encoder.zoo.export import export
 from services.encoder.zoo.learned import head_checkpoint
+from services.encoder.zoo.modules import PooledFeatures
 from services.encoder.zoo.recipes import RECIPES, trained_head_recipe
 
 log = logging.getLogger(__name__)
@@ -40,6 +42,7 @@ class TrainJob:
     seed: int = 0
     cache: Path | None = None  # backbone features, reused across runs
     classes: int | None = None  # a random subset of classes, as the evaluation's --classes
+    tune_blocks: int = 0  # head/triplet: also fine-tune the backbone's last blocks (EfficientNet-Lite)
 
 
 @dataclass(frozen=True)
@@ -84,15 +87,27 @@ def train(
     else:
         kind: Literal["dense", "triplet"] = "dense" if job.kind == "head" else "triplet"
         params_head = dataclasses.replace(head or HeadParams(), kind=kind, seed=job.seed)
-        _ensure_exported(job.repository, job.backbone)
-        features = backbone_features(
-            job.repository, job.backbone, [i.path for i in parts.train + parts.validation], job.cache
-        )
+        paths = [i.path for i in parts.train + parts.validation]
         n = len(parts.train)
-        trained, history = train_head(
-            features[:n], train_labels, features[n:], validation_labels, params_head, title
-        )
-        torch.save(head_checkpoint(job.backbone, trained, kind), checkpoint)
+        if job.tune_blocks:
+            pooled = RECIPES[job.backbone].build("pretrained")
+            if not isinstance(pooled, PooledFeatures):
+                raise ValueError(f"--tune-blocks needs an EfficientNet-Lite backbone, not {job.backbone}")
+            first = first_tuned_block(pooled, job.tune_blocks)
+            cache = job.cache or job.out / "cache"
+            maps = front_maps(pooled, first, RECIPES[job.backbone].preprocessing, paths, cache, job.backbone)
+            trained, history = train_tuned(
+                Tail(pooled, first), RECIPES[job.backbone].dim, maps[:n], train_labels, maps[n:],
+                validation_labels, params_head, f"{title}, last {job.tune_blocks} blocks tuned",
+            )  # fmt: skip
+            torch.save(head_checkpoint(job.backbone, trained, kind, pooled), checkpoint)
+        else:
+            _ensure_exported(job.repository, job.backbone)
+            features = backbone_features(job.repository, job.backbone, paths, job.cache)
+            trained, history = train_head(
+                features[:n], train_labels, features[n:], validation_labels, params_head, title
+            )
+            torch.save(head_checkpoint(job.backbone, trained, kind), checkpoint)
         recipe = trained_head_recipe(job.name, checkpoint)
     history.save(job.out)
     check = export(recipe, job.repository, str(checkpoint))

@@ -85,15 +85,21 @@ class LatentCode(nn.Module):
         return self.autoencoder.encode(images)
 
 
-def head_checkpoint(backbone: str, head: ProjectionHead, kind: str) -> dict[str, object]:
-    """What `imsearch train head|triplet` saves: the backbone's recipe name and the head."""
-    return {
+def head_checkpoint(
+    backbone: str, head: ProjectionHead, kind: str, tuned_backbone: nn.Module | None = None
+) -> dict[str, object]:
+    """What `imsearch train head|triplet` saves: the backbone's recipe name, the head, and the
+    whole backbone's weights when some of its blocks were fine-tuned."""
+    saved: dict[str, object] = {
         "kind": kind,
         "backbone": backbone,
         "in_dim": head.linear.in_features,
         "out_dim": head.linear.out_features,
         "head": head.state_dict(),
     }
+    if tuned_backbone is not None:
+        saved["backbone_state"] = tuned_backbone.state_dict()
+    return saved
 
 
 def read_head_checkpoint(path: str) -> dict[str, Any]:
@@ -103,6 +109,8 @@ def read_head_checkpoint(path: str) -> dict[str, Any]:
 
 def build_head_on_backbone(checkpoint: str, backbone: nn.Module) -> nn.Module:
     saved = read_head_checkpoint(checkpoint)
+    if "backbone_state" in saved:
+        backbone.load_state_dict(saved["backbone_state"])
     head = ProjectionHead(saved["in_dim"], saved["out_dim"])
     head.load_state_dict(saved["head"])
     return HeadOnBackbone(backbone, head).eval()

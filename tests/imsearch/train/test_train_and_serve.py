@@ -4,6 +4,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from imsearch.common.metrics import ServiceMetrics
@@ -12,6 +13,7 @@ from imsearch.train.runner import Kind, TrainJob, train
 from imsearch.train.splits import training_split
 from services.encoder.engine import Encoder
 from services.encoder.settings import EncoderSettings
+from services.encoder.zoo.recipes import RECIPES
 from tests.helpers import MODEL_REPOSITORY
 
 SHAPES = ("disc", "bar", "cross")
@@ -50,17 +52,28 @@ def test_training_split_keeps_every_query_out(shapes: Path) -> None:
     assert {item.label for item in parts.validation} == set(SHAPES)
 
 
-@pytest.mark.parametrize("kind", ["head", "triplet", "autoencoder"])
-def test_trained_model_is_exported_and_served(shapes: Path, tmp_path: Path, kind: Kind) -> None:
+@pytest.mark.parametrize(
+    ("kind", "tune_blocks"), [("head", 0), ("triplet", 0), ("autoencoder", 0), ("head", 1)],
+    ids=["head", "triplet", "autoencoder", "head-tuning-a-block"],
+)  # fmt: skip
+def test_trained_model_is_exported_and_served(
+    shapes: Path, tmp_path: Path, kind: Kind, tune_blocks: int
+) -> None:
     repository = tmp_path / "models"
     repository.mkdir()
     (repository / "efficientnet_lite0").symlink_to(MODEL_REPOSITORY / "efficientnet_lite0")
     job = TrainJob(kind, shapes, f"{kind}_shapes", repository, tmp_path / "out", "efficientnet_lite0",
-                   queries_per_class=3, cache=tmp_path / "cache")  # fmt: skip
+                   queries_per_class=3, cache=tmp_path / "cache", tune_blocks=tune_blocks)  # fmt: skip
     result = train(job)
     assert result.checkpoint.is_file() and (tmp_path / "out" / "curves.png").read_bytes()[:4] == b"\x89PNG"
     assert result.train_images + result.validation_images == 3 * 11
     assert "max |torch - onnxruntime|" in result.export_check
+    if tune_blocks:  # the exported backbone carries the tuned weights of its last block only
+        saved = torch.load(result.checkpoint, weights_only=True)["backbone_state"]
+        pretrained = RECIPES["efficientnet_lite0"].build("pretrained").state_dict()
+        parts = [key.split(".") for key, value in saved.items() if not torch.equal(value, pretrained[key])]
+        changed = {".".join(p[1:3]) if p[1] == "_blocks" else p[1] for p in parts}
+        assert changed == {"_blocks.15", "_conv_head", "_bn1"}, changed
     encoder = Encoder(
         EncoderSettings(
             model_repository=repository, models=[job.name], default_model=job.name, metrics_port=-1
