@@ -172,13 +172,13 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def cmd_study(args: argparse.Namespace) -> None:
-    from imsearch.eval.study import StudyOptions, run_study
+    from imsearch.eval.study import StudyOptions, rewrite_report, run_study
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     seeds = tuple(int(s) for s in args.seeds.split(","))
     options = StudyOptions(args.data, args.out, args.work, seeds, classes=args.classes)
     command = "imsearch study" + (f" --seeds {args.seeds}" if args.seeds != "0" else "")
-    print(f"wrote {run_study(options, command)}")
+    print(f"wrote {(rewrite_report if args.report_only else run_study)(options, command)}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -276,6 +276,9 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument("--work", type=Path, default=Path("build/study"), help="models, checkpoints, caches")
     study.add_argument("--seeds", default="0", help="split seeds, e.g. 0,1,2 (means over seeds)")
     study.add_argument("--classes", type=int, default=None, help="a random subset of classes (smoke test)")
+    study.add_argument(
+        "--report-only", action="store_true", help="rewrite the report from the last run's results.json"
+    )
     study.set_defaults(func=cmd_study)
 
     from imsearch.cli.loadtest import add_loadtest_arguments

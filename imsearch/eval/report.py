@@ -19,7 +19,7 @@ def _cell(value: dict[str, float]) -> str:
 def results_table(results: dict[str, Any]) -> list[str]:
     k = results["k"]
     head = " | ".join(f"{HEADERS[n]}@{k}" for n in AT_K)
-    times = "encode p50 ms | search p50 ms | search QPS"
+    times = "encode p50 / p95 ms | search p50 / p95 ms | search QPS"
     lines = [
         f"| model | index | {head} | full mAP | ANN recall@{k} | {times} |",
         "|---|---|" + "---|" * (len(AT_K) + 5),
@@ -29,8 +29,10 @@ def results_table(results: dict[str, Any]) -> list[str]:
             cells = " | ".join(_cell(outcome["at_k"][n]) for n in AT_K)
             lines.append(
                 f"| {model} | {index} | {cells} | {result['map_full']['mean']:.3f} | "
-                f"{outcome['ann_recall']['mean']:.3f} | {result['encode_ms']['p50']:.1f} | "
-                f"{outcome['search_ms']['p50']:.2f} | {outcome['search_ms']['qps']:.0f} |"
+                f"{outcome['ann_recall']['mean']:.3f} | "
+                f"{result['encode_ms']['p50']:.1f} / {result['encode_ms']['p95']:.1f} | "
+                f"{outcome['search_ms']['p50']:.2f} / {outcome['search_ms']['p95']:.2f} | "
+                f"{outcome['search_ms']['qps']:.0f} |"
             )
     return lines
 
