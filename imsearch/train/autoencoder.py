@@ -6,7 +6,6 @@ reconstruction error; each epoch is scored by P@k of held-out gallery images' la
 against the training images' (cosine), and the best epoch is kept.
 """
 
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,12 +13,9 @@ import numpy as np
 import torch
 
 from imsearch.train.features import pixels_of
-from imsearch.train.heads import precision_at_k
-from imsearch.train.history import History
+from imsearch.train.history import BestEpoch, History
 from services.encoder.model_spec import Preprocessing
 from services.encoder.zoo.learned import ConvAutoencoder
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -60,8 +56,7 @@ def train_autoencoder(
     model = ConvAutoencoder(params.latent, size=pixels.shape[-1])
     optimizer = torch.optim.AdamW(model.parameters(), params.learning_rate, weight_decay=1e-4)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, params.epochs)
-    history = History(title, "reconstruction MSE", params.k)
-    best = {name: value.clone() for name, value in model.state_dict().items()}
+    keeper = BestEpoch(model, History(title, "reconstruction MSE", params.k))
     for _ in range(params.epochs):
         model.train()
         epoch_losses = []
@@ -75,16 +70,9 @@ def train_autoencoder(
             optimizer.step()
             epoch_losses.append(float(loss.detach()))
         scheduler.step()
-        precision = precision_at_k(
-            latent_codes(model, validation_pixels),
-            np.asarray(validation_labels),
-            latent_codes(model, pixels),
-            np.asarray(labels),
-            params.k,
-        )
-        if history.record(float(np.mean(epoch_losses)), precision):
-            best = {name: value.clone() for name, value in model.state_dict().items()}
-        log.info("%s: epoch %d loss %.4f validation P@%d %.3f", title, len(history.loss), history.loss[-1],
-                 params.k, precision)  # fmt: skip
-    model.load_state_dict(best)
-    return model.eval(), history
+        keeper.end_epoch(
+            epoch_losses, latent_codes(model, validation_pixels), validation_labels,
+            latent_codes(model, pixels), labels,
+        )  # fmt: skip
+    keeper.restore()
+    return model, keeper.history

@@ -10,7 +10,6 @@ Each epoch is scored on held-out gallery images (P@k against the training images
 weights of the best epoch are kept.
 """
 
-import logging
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -19,10 +18,8 @@ import torch
 from pytorch_metric_learning import distances, losses, miners, samplers
 from torch.utils.data import DataLoader, TensorDataset
 
-from imsearch.train.history import History
+from imsearch.train.history import BestEpoch, History
 from services.encoder.zoo.learned import ProjectionHead
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -47,14 +44,6 @@ def _distance(params: HeadParams) -> distances.BaseDistance:
     if params.distance == "cosine":
         return distances.CosineSimilarity()
     return distances.LpDistance(normalize_embeddings=True)
-
-
-def precision_at_k(
-    queries: np.ndarray, query_labels: np.ndarray, gallery: np.ndarray, gallery_labels: np.ndarray, k: int
-) -> float:
-    """Mean P@k of each query's top k gallery images by cosine (embeddings L2-normalised)."""
-    top = np.argsort(-(queries @ gallery.T), axis=1)[:, :k]
-    return float((gallery_labels[top] == query_labels[:, None]).mean())
 
 
 def embed(network: torch.nn.Module, inputs: np.ndarray, batch: int = 256) -> np.ndarray:
@@ -146,9 +135,7 @@ def train_embedding(
         groups.append({"params": slow_parameters, "lr": params.learning_rate / 5})
     optimizer = torch.optim.AdamW(groups, params.learning_rate, weight_decay=params.weight_decay)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, params.epochs)
-    history = History(title, loss_name, params.k)
-    best = {name: value.clone() for name, value in network.state_dict().items()}
-    train_view0 = inputs[:, 0]
+    keeper = BestEpoch(network, History(title, loss_name, params.k))
     for _ in range(params.epochs):
         network.train()
         epoch_losses = []
@@ -163,17 +150,9 @@ def train_embedding(
             optimizer.step()
             epoch_losses.append(float(loss.detach()))
         scheduler.step()
-        precision = precision_at_k(
-            embed(network, validation_inputs[:, 0]),
-            np.asarray(validation_labels),
-            embed(network, train_view0),
-            np.asarray(labels),
-            params.k,
-        )
-        if history.record(float(np.mean(epoch_losses)), precision):
-            best = {name: value.clone() for name, value in network.state_dict().items()}
-        log.info("%s: epoch %d loss %.4f validation P@%d %.3f", title, len(history.loss), history.loss[-1],
-                 params.k, precision)  # fmt: skip
-    network.load_state_dict(best)
-    network.eval()
-    return history
+        keeper.end_epoch(
+            epoch_losses, embed(network, validation_inputs[:, 0]), validation_labels,
+            embed(network, inputs[:, 0]), labels,
+        )  # fmt: skip
+    keeper.restore()
+    return keeper.history

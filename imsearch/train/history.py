@@ -1,13 +1,26 @@
 """What a training run records per epoch, and its curves as a PNG (the study's figure 1)."""
 
 import json
+import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import matplotlib
+import numpy as np
+import torch
 
 matplotlib.use("Agg")  # no screen here; PNGs only
 import matplotlib.pyplot as plt
+
+log = logging.getLogger(__name__)
+
+
+def precision_at_k(
+    queries: np.ndarray, query_labels: np.ndarray, gallery: np.ndarray, gallery_labels: np.ndarray, k: int
+) -> float:
+    """Mean P@k of each query's top k gallery images by cosine (embeddings L2-normalised)."""
+    top = np.argsort(-(queries @ gallery.T), axis=1)[:, :k]
+    return float((gallery_labels[top] == query_labels[:, None]).mean())
 
 
 @dataclass
@@ -47,3 +60,36 @@ def plot_curves(history: History, path: Path) -> None:
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
+
+
+class BestEpoch:
+    """Scores each epoch on the held-out images and keeps the weights of the best one."""
+
+    def __init__(self, module: torch.nn.Module, history: History) -> None:
+        self._module = module
+        self.history = history
+        self._best = self._copy()
+
+    def _copy(self) -> dict[str, torch.Tensor]:
+        return {name: value.clone() for name, value in self._module.state_dict().items()}
+
+    def end_epoch(
+        self,
+        losses: list[float],
+        validation: np.ndarray,
+        validation_labels: list[int],
+        train: np.ndarray,
+        train_labels: list[int],
+    ) -> None:
+        """`validation` and `train` are the epoch's embeddings of the two image sets."""
+        precision = precision_at_k(
+            validation, np.asarray(validation_labels), train, np.asarray(train_labels), self.history.k
+        )
+        if self.history.record(float(np.mean(losses)), precision):
+            self._best = self._copy()
+        log.info("%s: epoch %d loss %.4f validation P@%d %.3f", self.history.title, len(self.history.loss),
+                 self.history.loss[-1], self.history.k, precision)  # fmt: skip
+
+    def restore(self) -> None:
+        self._module.load_state_dict(self._best)
+        self._module.eval()

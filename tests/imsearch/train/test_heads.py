@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from imsearch.train.heads import HeadParams, embed, precision_at_k, train_head
+from imsearch.train.heads import HeadParams, embed, train_head
+from imsearch.train.history import precision_at_k
 
 
 def clustered_features(classes: int, per_class: int, seed: int) -> tuple[np.ndarray, list[int]]:
