@@ -100,3 +100,15 @@ def test_pretrained_model_on_a_caltech_subset() -> None:
     print(f"\nCaltech-101, 4 classes, 8 queries: P@10 {outcome['exact']['at_k']['precision']['mean']:.2f}")
     assert outcome["exact"]["at_k"]["precision"]["mean"] >= 0.7
     assert outcome["hnsw"]["at_k"]["precision"] == outcome["exact"]["at_k"]["precision"]
+
+
+def test_text_model_suggests_parents_offline() -> None:
+    from imsearch.eval.parents import suggest
+
+    suggested = suggest(["airplanes", "dolphin", "sunflower", "laptop"])
+    assert suggested == {
+        "airplanes": "Vehicles",
+        "dolphin": "Animals",
+        "sunflower": "Nature",
+        "laptop": "Electronics",
+    }
