@@ -40,14 +40,15 @@ def model_bars(results: dict[str, Any], path: Path, index: str = "exact") -> Non
 
 def recall_vs_qps(results: dict[str, Any], path: Path) -> None:
     """ANN recall@k (share of the exact top k found) against search queries per second."""
-    figure, axis = plt.subplots(figsize=(6.5, 4.2))
-    colours = plt.get_cmap("tab10")
+    figure, axis = plt.subplots(figsize=(9.5, 4.2))
+    tab10 = plt.get_cmap("tab10")
+    palette = [tab10(i) for i in range(10) if i != 7]  # grey is the index key's colour
     for number, (model, result) in enumerate(results["models"].items()):
         for index, outcome in result["indexes"].items():
             axis.scatter(
                 outcome["search_ms"]["qps"],
                 outcome["ann_recall"]["mean"],
-                color=colours(number % 10),
+                color=palette[number % len(palette)],
                 marker=MARKERS.get(index, "x"),
                 label=model if index == "exact" else None,
             )
@@ -60,7 +61,7 @@ def recall_vs_qps(results: dict[str, Any], path: Path) -> None:
         title="index speed vs recall",
     )
     axis.grid(alpha=0.3)
-    axis.legend(fontsize=7, loc="lower left", ncols=2)
+    axis.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
