@@ -72,7 +72,9 @@ def class_heat_map(results: dict[str, Any], path: Path, metric: str = "precision
     models = list(results["models"])
     classes = list(next(iter(results["models"].values()))["per_class"])
     grid = np.array([[results["models"][mo]["per_class"][c][metric] for mo in models] for c in classes])
-    figure, axis = plt.subplots(figsize=(2.5 + 0.7 * len(models), 1.5 + 0.16 * len(classes)))
+    figure, axis = plt.subplots(
+        figsize=(2.5 + 0.7 * len(models), 3.0 + 0.17 * len(classes))
+    )  # room for labels
     image = axis.imshow(grid, aspect="auto", cmap="viridis", vmin=0, vmax=1)
     axis.set_xticks(range(len(models)), models, rotation=35, ha="right", fontsize=8)
     axis.set_yticks(range(len(classes)), classes, fontsize=6 if len(classes) > 30 else 8)
