@@ -7,7 +7,6 @@ every index through the service's encoder and index code, and write the report.
 """
 
 import json
-import logging
 import shutil
 import time
 from dataclasses import dataclass
@@ -21,10 +20,9 @@ from imsearch.eval.report import write
 from imsearch.train.runner import Kind, TrainJob, train
 from services.encoder.model_spec import SPEC_FILE
 from services.encoder.zoo.codebook import fit_codebook_on
-from services.encoder.zoo.export import export
+from services.encoder.zoo.export import export_if_missing
 from services.encoder.zoo.recipes import RECIPES
 
-log = logging.getLogger(__name__)
 REPOSITORY_ROOT = Path(__file__).resolve().parents[2]
 PRETRAINED = ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2", "mobilenet_v2"]
 
@@ -77,9 +75,7 @@ class StudyOptions:
 
 def _prepare_pretrained(repository: Path, names: tuple[str, ...]) -> None:
     for name in names:
-        if not (repository / name / "1" / "model.onnx").is_file():
-            log.info("exporting %s", name)
-            export(RECIPES[name], repository)
+        export_if_missing(RECIPES[name], repository)
     colour = repository / "color_histogram"
     colour.mkdir(parents=True, exist_ok=True)
     shutil.copy(REPOSITORY_ROOT / "model_repository" / "color_histogram" / SPEC_FILE, colour / SPEC_FILE)
@@ -154,12 +150,21 @@ def run_dataset(options: StudyOptions, dataset: StudySet) -> dict[str, Any]:
     return results
 
 
+def exact_precision(result: dict[str, Any]) -> float:
+    """A model's mean P@k with exact search: what the tables rank models by."""
+    return float(result["indexes"]["exact"]["at_k"]["precision"]["mean"])
+
+
+def best_model(models: dict[str, dict[str, Any]], among: list[str] | None = None) -> str:
+    return max(among if among is not None else models, key=lambda m: exact_precision(models[m]))
+
+
 def reported() -> dict[str, Any]:
     loaded: dict[str, Any] = json.loads(REPORTED.read_text())
     return loaded
 
 
-def _best_index_row(result: dict[str, Any], index: str = "exact") -> dict[str, Any]:
+def _exact_scores(result: dict[str, Any], index: str = "exact") -> dict[str, Any]:
     outcome = result["indexes"][index]
     return {name: outcome["at_k"][name] for name in outcome["at_k"]}
 
@@ -170,11 +175,9 @@ def summary_table(results: dict[str, Any]) -> list[str]:
         f"| model | weights | P@{k} | R@{k} | hit@{k} | nDCG@{k} | full mAP | encode p50 ms |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    ranked = sorted(
-        results["models"].items(), key=lambda item: -item[1]["indexes"]["exact"]["at_k"]["precision"]["mean"]
-    )
+    ranked = sorted(results["models"].items(), key=lambda item: -exact_precision(item[1]))
     for model, result in ranked:
-        at = _best_index_row(result)
+        at = _exact_scores(result)
         cells = " | ".join(
             f"{at[n]['mean']:.3f} ± {at[n]['ci95']:.3f}" for n in ("precision", "recall", "hit_rate", "ndcg")
         )
@@ -203,8 +206,8 @@ def comparison_table(all_results: dict[str, dict[str, Any]]) -> list[str]:
             candidates = [m for m in models if m.startswith("efficientnet")]
         else:
             candidates = list(models)
-        ours = max(candidates, key=lambda m: models[m]["indexes"]["exact"]["at_k"]["precision"]["mean"])
-        at = _best_index_row(models[ours])
+        ours = best_model(models, candidates)
+        at = _exact_scores(models[ours])
         ndcg = "n/a" if row["ndcg"] is None else f"{row['ndcg']:.2f}"
         lines.append(
             f"| {row['dataset']} | {row['model']} | {row['precision']:.2f} | {row['recall']:.2f} | {ndcg} "
@@ -221,7 +224,7 @@ def goal_lines(all_results: dict[str, dict[str, Any]]) -> list[str]:
     lines = []
     for name, results in all_results.items():
         models = results["models"]
-        best = max(models, key=lambda m: models[m]["indexes"]["exact"]["at_k"]["precision"]["mean"])
+        best = best_model(models)
         precision = models[best]["indexes"]["exact"]["at_k"]["precision"]
         verdict = "met" if precision["mean"] >= GOAL else "NOT met"
         lines.append(
@@ -242,6 +245,7 @@ def write_results_md(all_results: dict[str, dict[str, Any]], options: StudyOptio
     from imsearch.eval.report import parent_tables, protocol_lines, results_table
 
     k = options.k
+    study = reported()
     minutes = sum(r["seconds"]["total"] for r in all_results.values()) / 60
     lines = [
         "# Results: the study reproduced on a stated protocol",
@@ -270,7 +274,7 @@ def write_results_md(all_results: dict[str, dict[str, Any]], options: StudyOptio
         "",
         *comparison_table(all_results),
         "",
-        f"The study's source and protocol: {reported()['source']}. Its protocol is {reported()['protocol']}.",
+        f"The study's source and protocol: {study['source']}. Its protocol is {study['protocol']}.",
         "",
         "## Goal: precision@10 of at least 0.96 (the study's best rows)",
         "",

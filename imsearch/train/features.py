@@ -8,7 +8,9 @@ as is and mirrored left-right, a cheap augmentation for training.
 
 import hashlib
 import logging
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -18,7 +20,6 @@ from services.encoder.images import preprocess
 from services.encoder.model_spec import ModelSpec, Preprocessing
 
 log = logging.getLogger(__name__)
-VIEWS = ("original", "mirrored")
 
 
 def pixels_of(path: Path, preprocessing: Preprocessing) -> np.ndarray:
@@ -28,38 +29,60 @@ def pixels_of(path: Path, preprocessing: Preprocessing) -> np.ndarray:
         return preprocess(image.convert("RGB"), preprocessing)
 
 
-def _cache_key(model_dir: Path, paths: list[Path]) -> str:
-    digest = hashlib.sha256((model_dir / "1" / "model.onnx").read_bytes()[-1 << 20 :])
+def two_view_outputs(
+    run: Callable[[np.ndarray], np.ndarray],
+    paths: list[Path],
+    preprocessing: Preprocessing,
+    label: str,
+    dtype: type[np.floating[Any]] = np.float32,
+    batch: int = 32,
+) -> np.ndarray:
+    """(n, 2, ...) outputs of `run` on each image's pixels as is (view 0) and mirrored (view 1),
+    cast to `dtype` batch by batch (so float16 outputs never exist whole as float32)."""
+    width_axis = 3 if preprocessing.layout == "NCHW" else 2
+    parts = []
+    for start in range(0, len(paths), batch):
+        pixels = np.stack([pixels_of(p, preprocessing) for p in paths[start : start + batch]])
+        mirrored = np.ascontiguousarray(np.flip(pixels, axis=width_axis))
+        parts.append(np.stack([run(pixels), run(mirrored)], axis=1).astype(dtype))
+        if start // batch % 20 == 0:
+            log.info("%s: %d / %d images", label, start + len(parts[-1]), len(paths))
+    return np.concatenate(parts)
+
+
+def paths_digest(paths: list[Path], seed: bytes) -> str:
+    digest = hashlib.sha256(seed)
     for path in paths:
         digest.update(str(path.resolve()).encode())
     return digest.hexdigest()[:16]
 
 
+def cached(path: Path | None, compute: Callable[[], np.ndarray]) -> np.ndarray:
+    """`compute()`, kept in the .npy file `path` (when given) and read from it next time."""
+    if path is not None and path.is_file():
+        loaded: np.ndarray = np.load(path)
+        return loaded
+    array = compute()
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.save(path, array)
+    return array
+
+
 def backbone_features(
-    repository: Path, model: str, paths: list[Path], cache_dir: Path | None = None, batch: int = 32
+    repository: Path, model: str, paths: list[Path], cache_dir: Path | None = None
 ) -> np.ndarray:
     """(n, 2, dim) float32 features: view 0 as is, view 1 mirrored. Cached by model + paths."""
-    cache = None
-    if cache_dir is not None:
-        cache = cache_dir / f"{model}-{_cache_key(repository / model, paths)}.npy"
-        if cache.is_file():
-            cached: np.ndarray = np.load(cache)
-            return cached
-    spec = ModelSpec.load(repository / model)
-    backend = OnnxRuntimeBackend(model, spec.onnx_path(repository))
-    width_axis = 3 if spec.preprocessing.layout == "NCHW" else 2
-    parts = []
-    try:
-        for start in range(0, len(paths), batch):
-            pixels = np.stack([pixels_of(p, spec.preprocessing) for p in paths[start : start + batch]])
-            mirrored = np.ascontiguousarray(np.flip(pixels, axis=width_axis))
-            parts.append(np.stack([backend.infer(pixels), backend.infer(mirrored)], axis=1))
-            if start // batch % 20 == 0:
-                log.info("%s features: %d / %d images", model, start + len(parts[-1]), len(paths))
-    finally:
-        backend.close()
-    features = np.concatenate(parts).astype(np.float32)
-    if cache is not None:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        np.save(cache, features)
-    return features
+    model_file = repository / model / "1" / "model.onnx"
+    key = paths_digest(paths, model_file.read_bytes()[-1 << 20 :])
+    cache = cache_dir / f"{model}-{key}.npy" if cache_dir is not None else None
+
+    def compute() -> np.ndarray:
+        spec = ModelSpec.load(repository / model)
+        backend = OnnxRuntimeBackend(model, spec.onnx_path(repository))
+        try:
+            return two_view_outputs(backend.infer, paths, spec.preprocessing, f"{model} features")
+        finally:
+            backend.close()
+
+    return cached(cache, compute)

@@ -6,7 +6,6 @@ evaluation is ever seen; a tenth of the gallery is held out for validation.
 """
 
 import dataclasses
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -20,13 +19,11 @@ from imsearch.train.heads import HeadParams, train_head, train_tuned
 from imsearch.train.history import History
 from imsearch.train.splits import training_split
 from imsearch.train.trunks import Tail, first_tuned_block, front_maps
-from services.encoder.model_spec import SPEC_FILE
-from services.encoder.zoo.export import export
+from services.encoder.zoo.export import export, export_if_missing
 from services.encoder.zoo.learned import head_checkpoint
 from services.encoder.zoo.modules import PooledFeatures
 from services.encoder.zoo.recipes import RECIPES, trained_head_recipe
 
-log = logging.getLogger(__name__)
 Kind = Literal["head", "triplet", "autoencoder"]
 
 
@@ -52,15 +49,6 @@ class TrainResult:
     train_images: int
     validation_images: int
     export_check: str
-
-
-def _ensure_exported(repository: Path, model: str) -> None:
-    if (
-        not (repository / model / "1" / "model.onnx").is_file()
-        or not (repository / model / SPEC_FILE).is_file()
-    ):
-        log.info("exporting the backbone %s into %s", model, repository)
-        export(RECIPES[model], repository)
 
 
 def train(
@@ -102,7 +90,7 @@ def train(
             )  # fmt: skip
             torch.save(head_checkpoint(job.backbone, trained, kind, pooled), checkpoint)
         else:
-            _ensure_exported(job.repository, job.backbone)
+            export_if_missing(RECIPES[job.backbone], job.repository)
             features = backbone_features(job.repository, job.backbone, paths, job.cache)
             trained, history = train_head(
                 features[:n], train_labels, features[n:], validation_labels, params_head, title

@@ -6,7 +6,6 @@ the pooling) trains with the embedding head. The tail's modules are the backbone
 after training the backbone holds the tuned weights and is exported whole.
 """
 
-import hashlib
 import logging
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
-from imsearch.train.features import pixels_of
+from imsearch.train.features import cached, paths_digest, two_view_outputs
 from services.encoder.model_spec import Preprocessing
 from services.encoder.zoo.modules import PooledFeatures
 
@@ -82,36 +81,27 @@ def front_maps(
     paths: list[Path],
     cache_dir: Path,
     key: str,
-    batch: int = 32,
 ) -> np.ndarray:
     """(n, 2, C, H, W) float16 maps of each image as is and mirrored, run by onnxruntime."""
-    digest = hashlib.sha256(f"{key}:{first_tuned}".encode())
-    for path in paths:
-        digest.update(str(path.resolve()).encode())
-    cache = cache_dir / f"{key}-front{first_tuned}-{digest.hexdigest()[:16]}.npy"
-    if cache.is_file():
-        cached: np.ndarray = np.load(cache)
-        return cached
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    onnx_path = cache.with_suffix(".onnx")
-    size = preprocessing.crop_size
-    with torch.no_grad():
-        torch.onnx.export(
-            Front(pooled, first_tuned).eval(), (torch.rand(2, 3, size, size),), str(onnx_path),
-            input_names=["images"], output_names=["maps"],
-            dynamic_axes={"images": {0: "batch"}, "maps": {0: "batch"}}, opset_version=17, dynamo=False,
-        )  # fmt: skip
-    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    parts = []
-    for start in range(0, len(paths), batch):
-        pixels = np.stack([pixels_of(p, preprocessing) for p in paths[start : start + batch]])
-        mirrored = np.ascontiguousarray(pixels[..., ::-1])
-        (maps,) = session.run(None, {"images": pixels})
-        (mirrored_maps,) = session.run(None, {"images": mirrored})
-        parts.append(np.stack([maps, mirrored_maps], axis=1).astype(np.float16))
-        if start // batch % 20 == 0:
-            log.info("%s front maps: %d / %d images", key, start + len(parts[-1]), len(paths))
-    maps_all = np.concatenate(parts)
-    np.save(cache, maps_all)
-    onnx_path.unlink()
-    return maps_all
+    cache = cache_dir / f"{key}-front{first_tuned}-{paths_digest(paths, f'{key}:{first_tuned}'.encode())}.npy"
+
+    def compute() -> np.ndarray:
+        onnx_path = cache.with_suffix(".onnx")
+        onnx_path.parent.mkdir(parents=True, exist_ok=True)
+        size = preprocessing.crop_size
+        with torch.no_grad():
+            torch.onnx.export(
+                Front(pooled, first_tuned).eval(), (torch.rand(2, 3, size, size),), str(onnx_path),
+                input_names=["images"], output_names=["maps"],
+                dynamic_axes={"images": {0: "batch"}, "maps": {0: "batch"}}, opset_version=17, dynamo=False,
+            )  # fmt: skip
+        session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+        onnx_path.unlink()
+
+        def run(pixels: np.ndarray) -> np.ndarray:
+            maps: np.ndarray = session.run(None, {"images": pixels})[0]
+            return maps
+
+        return two_view_outputs(run, paths, preprocessing, f"{key} front maps", np.float16)
+
+    return cached(cache, compute)

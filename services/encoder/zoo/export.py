@@ -133,6 +133,13 @@ def export(
     return ExportResult(onnx_path, diff, scale, source)
 
 
+def export_if_missing(recipe: Recipe, out: Path) -> None:
+    """Exports the recipe's pretrained weights unless `out/<name>` already holds them."""
+    folder = out / recipe.name
+    if not (folder / "1" / "model.onnx").is_file() or not (folder / SPEC_FILE).is_file():
+        export(recipe, out)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--model", choices=sorted(RECIPES), default="efficientnet_lite0")
