@@ -41,6 +41,7 @@ def build_engine(settings: IndexSettings, metrics: ServiceMetrics) -> IndexEngin
         bits=settings.lsh_bits,
         seed=settings.lsh_seed,
         probes=settings.lsh_probes,
+        rescore=settings.lsh_rescore,
         full_scan_threshold=settings.lsh_full_scan_threshold,
     )
     client = redis.Redis.from_url(settings.redis_url, socket_timeout=10, socket_connect_timeout=5)

@@ -43,7 +43,8 @@ class CollectionStats:
 @dataclass
 class SearchOutcome:
     hits: list[ScoredPoint]
-    candidates_scored: int
+    candidates_scored: int  # vectors scored exactly
+    candidates: int = 0  # LSH: points in the probed buckets, ranked by signature before that
 
 
 class IndexEngine:
@@ -261,9 +262,8 @@ class IndexEngine:
         query = query / float(np.linalg.norm(query))
         with self._metrics.stage(f"search_{index}"):
             if index == "lsh":
-                hits, scored = self._with_redis(
-                    lambda: self._lsh.search(collection, query, top_k, metadata_filter)
-                )
+                result = self._with_redis(lambda: self._lsh.search(collection, query, top_k, metadata_filter))
+                hits = result.hits
                 if with_vectors and hits:
                     stored = {
                         p.id: p.vector for p in self._vectors.retrieve(collection, [h.id for h in hits])
@@ -271,11 +271,11 @@ class IndexEngine:
                     hits = [h for h in hits if h.id in stored]
                     for hit in hits:
                         hit.vector = stored[hit.id]
-                return SearchOutcome(hits, scored)
+                return SearchOutcome(hits, result.rescored, result.candidates)
             exact = index == "exact"
             hits = self._vectors.search(collection, query, top_k, metadata_filter, exact, with_vectors)
             scored = self._vectors.count(collection) if exact else 0
-            return SearchOutcome(hits, scored)
+            return SearchOutcome(hits, scored, scored)
 
     def close(self) -> None:
         self.wait_for_optimize()

@@ -23,4 +23,5 @@ class IndexSettings(BaseSettings):
     lsh_bits: int = 13
     lsh_seed: int = 0
     lsh_probes: int = 8
+    lsh_rescore: int = 200
     lsh_full_scan_threshold: int = 1000

@@ -38,14 +38,39 @@ def test_recall_against_exact_search_with_a_fraction_scored(redis_client: redis.
     vectors = clustered(4000)
     store = store_with(redis_client, vectors, tables=12, bits=10, full_scan_threshold=0)
     queries = clustered(50, seed=1)
-    recalls, scored = [], []
+    recalls, looked_at = [], []
     for query in queries:
         truth = set(np.argsort(-(vectors @ query))[:10].astype(str))
-        hits, n = store.search("c", query, 10, None)
-        recalls.append(len(truth & {h.id for h in hits}) / 10)
-        scored.append(n / len(vectors))
+        result = store.search("c", query, 10, None)
+        recalls.append(len(truth & {h.id for h in result.hits}) / 10)
+        looked_at.append(result.candidates / len(vectors))
+        assert result.rescored <= LshParams().rescore
     assert np.mean(recalls) >= 0.9
-    assert np.mean(scored) <= 0.5
+    assert np.mean(looked_at) <= 0.5
+
+
+def test_signature_shortlist_keeps_recall_while_rescoring_few(redis_client: redis.Redis) -> None:
+    vectors = clustered(4000)
+    shortlisted = store_with(redis_client, vectors, full_scan_threshold=0, rescore=100)
+    every = RedisLshStore(redis_client, LshParams(rescore=0, full_scan_threshold=0), prefix="test")
+    recall: dict[str, list[float]] = {"shortlist": [], "every": []}
+    for query in clustered(50, seed=1):
+        truth = set(np.argsort(-(vectors @ query))[:10].astype(str))
+        short, full = shortlisted.search("c", query, 10, None), every.search("c", query, 10, None)
+        assert short.candidates == full.candidates == full.rescored > 100 == short.rescored
+        recall["shortlist"].append(len(truth & {h.id for h in short.hits}) / 10)
+        recall["every"].append(len(truth & {h.id for h in full.hits}) / 10)
+    # 100 of ~430 candidates, picked by signature distance (832 bits), hold nearly all the true top
+    # 10; a random 100 would hold about a quarter of them.
+    assert np.mean(recall["shortlist"]) >= np.mean(recall["every"]) - 0.03
+
+
+def test_a_filter_applies_before_the_shortlist(redis_client: redis.Redis) -> None:
+    vectors = clustered(2000)
+    store = store_with(redis_client, vectors, tables=12, bits=10, full_scan_threshold=0, rescore=20)
+    result = store.search("c", vectors[1], 10, {"parity": 1})
+    assert len(result.hits) == 10 and all(int(h.id) % 2 == 1 for h in result.hits)
+    assert result.hits[0].id == "1" and result.hits[0].metadata == {"parity": 1}
 
 
 def test_replacing_a_point_leaves_its_old_buckets(redis_client: redis.Redis) -> None:
@@ -54,9 +79,9 @@ def test_replacing_a_point_leaves_its_old_buckets(redis_client: redis.Redis) -> 
     moved = -vectors[0]  # the opposite direction: every signature bit flips
     store.upsert("c", [StoredPoint("0", moved, {"parity": 0})])
     assert store.count("c") == 20
-    hits, _ = store.search("c", vectors[0], 1, None)
+    hits = store.search("c", vectors[0], 1, None).hits
     assert not hits or hits[0].id != "0"
-    hits, _ = store.search("c", moved, 1, None)
+    hits = store.search("c", moved, 1, None).hits
     assert hits[0].id == "0" and hits[0].score == pytest.approx(1.0, abs=1e-3)
 
 
@@ -66,28 +91,28 @@ def test_delete_and_filter(redis_client: redis.Redis) -> None:
     store.delete("c", ["1", "2", "missing"])
     assert store.count("c") == 28
     assert {"1", "2"}.isdisjoint(store.iter_ids("c"))
-    hits, scored = store.search("c", vectors[3], 30, {"parity": 1})
-    assert scored == 28  # small collection: full scan
-    assert hits and all(int(h.id) % 2 == 1 for h in hits)
+    result = store.search("c", vectors[3], 30, {"parity": 1})
+    assert result.candidates == result.rescored == 14  # small collection: all 14 odd ids scored
+    assert result.hits and all(int(h.id) % 2 == 1 for h in result.hits)
 
 
 def test_the_centre_is_fitted_at_the_threshold_and_earlier_points_rehashed(redis_client: redis.Redis) -> None:
     vectors = clustered(300)
     store = store_with(redis_client, vectors[:99], full_scan_threshold=100)
-    assert store.search("c", vectors[5], 1, None)[1] == 99  # below the threshold: full scan
+    assert store.search("c", vectors[5], 1, None).rescored == 99  # below the threshold: full scan
     store.upsert("c", [StoredPoint(str(i), vectors[i], {}) for i in range(99, 300)])
     fresh = RedisLshStore(redis_client, LshParams(full_scan_threshold=100), prefix="test")  # reads the centre
     for store_ in (store, fresh):
-        hits, scored = store_.search("c", vectors[5], 1, None)
-        assert hits[0].id == "5"  # a point stored before the centre existed is found in its buckets
-        assert scored < 300
+        result = store_.search("c", vectors[5], 1, None)
+        assert result.hits[0].id == "5"  # a point stored before the centre existed is found in its buckets
+        assert result.candidates < 300
 
 
 def test_probe_order_flips_the_least_certain_bits_first() -> None:
     from services.index.stores.redis_lsh import probe_flips
 
-    margins = np.array([0.9, 0.1, 0.5, 0.05])
-    assert probe_flips(margins, 4) == [0, 0b1000, 0b0010, 0b1010]
+    margins = np.array([[0.9, 0.1, 0.5, 0.05], [0.05, 0.9, 0.1, 0.5]])
+    assert probe_flips(margins, 4).tolist() == [[0, 0b1000, 0b0010, 0b1010], [0, 0b0001, 0b0100, 0b0101]]
 
 
 def test_bad_parameters_are_refused() -> None:
@@ -95,3 +120,5 @@ def test_bad_parameters_are_refused() -> None:
         LshParams(bits=40)
     with pytest.raises(ValueError):
         LshParams(probes=0)
+    with pytest.raises(ValueError):
+        LshParams(rescore=-1)
