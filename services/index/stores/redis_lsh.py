@@ -292,7 +292,7 @@ class RedisLshStore:
     ) -> list[str]:
         """The `limit` candidates whose signatures differ from the query's in the fewest bits."""
         query = self.signatures(collection, vector[None, :])[0]
-        raw = self._redis.hmget(self._key(collection, "sig"), candidates)
+        raw: list[Any] = self._redis.hmget(self._key(collection, "sig"), candidates)
         present = [i for i, r in enumerate(raw) if r is not None]  # deleted since the union
         signatures = np.frombuffer(b"".join(raw[i] for i in present), dtype=np.uint32)
         distance = np.bitwise_count(signatures.reshape(len(present), -1) ^ query).sum(axis=1)
@@ -312,7 +312,7 @@ class RedisLshStore:
     ) -> list[ScoredPoint]:
         if not ids:
             return []
-        raw_vectors = self._redis.hmget(self._key(collection, "vec"), ids)
+        raw_vectors: list[Any] = self._redis.hmget(self._key(collection, "vec"), ids)
         present = [i for i, r in enumerate(raw_vectors) if r is not None]
         matrix = np.frombuffer(b"".join(raw_vectors[i] for i in present), dtype=np.float16)
         scores = matrix.reshape(len(present), -1).astype(np.float32) @ vector.astype(np.float32)
