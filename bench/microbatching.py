@@ -4,7 +4,9 @@
 
 Three encoder servers over gRPC, all with the real model: the default (micro-batching on), and
 the same with max_batch=1 to show what concurrency alone gives. Rounds alternate between the
-modes; prints the median images/s of each and the ratio to serial (goal: >= 2x).
+modes; prints the median images/s of each and the ratio to serial (goal: >= 2x). Then the model
+alone: the runtime called directly with batches of 1, 4 and 16, in ms per image, which bounds
+what batching can win on this hardware.
 """
 
 import argparse
@@ -15,8 +17,10 @@ import grpc
 import numpy as np
 
 from bench.queries import gallery_and_queries
+from imsearch.common.metrics import ServiceMetrics
 from imsearch.v1 import encoder_pb2, encoder_pb2_grpc
 from services.encoder.app import start_encoder
+from services.encoder.engine import Encoder
 from services.encoder.settings import EncoderSettings
 
 CLIENTS = 16
@@ -34,6 +38,28 @@ def throughput(stub: encoder_pb2_grpc.EncoderServiceStub, images: list[bytes], c
         with ThreadPoolExecutor(clients) as pool:
             list(pool.map(encode, images))
     return len(images) / (time.perf_counter() - began)
+
+
+def model_alone(
+    settings: EncoderSettings, batches: tuple[int, ...], images: int, rounds: int
+) -> dict[int, float]:
+    """Median ms per image of the default model's runtime called directly, per batch size."""
+    encoder = Encoder(settings, ServiceMetrics("bench"))
+    loaded = encoder.model("")
+    prep = loaded.spec.preprocessing
+    size = prep.crop_size
+    shape = (3, size, size) if prep.layout == "NCHW" else (size, size, 3)
+    pixels = np.random.default_rng(0).standard_normal((max(batches), *shape)).astype(np.float32)
+    loaded.backend.infer(pixels[:1])  # warm-up
+    per_image: dict[int, list[float]] = {batch: [] for batch in batches}
+    for _ in range(rounds):  # rounds alternate the batch sizes, so noise hits all alike
+        for batch in batches:
+            began = time.perf_counter()
+            for _ in range(images // batch):
+                loaded.backend.infer(pixels[:batch])
+            per_image[batch].append((time.perf_counter() - began) / (images // batch * batch) * 1000)
+    encoder.close()
+    return {batch: float(np.median(values)) for batch, values in per_image.items()}
 
 
 def main() -> None:
@@ -81,6 +107,10 @@ def main() -> None:
     for name, values in results.items():
         median = float(np.median(values))
         print(f"  {name:34s} {median:7.1f} images/s  ({median / serial:.2f}x serial)")
+    alone = model_alone(EncoderSettings(metrics_port=-1, **tuning), (1, 4, 16), args.images, args.rounds)
+    print("model alone (runtime called directly, no decoding or gRPC):")
+    for batch, ms in alone.items():
+        print(f"  batch {batch:2d}: {ms:6.2f} ms per image  ({alone[1] / ms:.2f}x batch 1)")
 
 
 if __name__ == "__main__":
