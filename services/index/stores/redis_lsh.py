@@ -272,7 +272,7 @@ class RedisLshStore:
         else:
             raw_ids = self._redis.sunion(self._probe_keys(collection, vector))
         candidates = [_text(c) for c in raw_ids]
-        metadata: dict[str, dict[str, Any]] = {}
+        metadata: dict[str, dict[str, Any]] | None = None  # read up front only to filter
         if metadata_filter:  # filter first, so the shortlist holds only points that may be returned
             metadata = self._metadata(collection, candidates)
             candidates = [c for c in candidates if c in metadata and matches(metadata[c], metadata_filter)]
@@ -308,21 +308,23 @@ class RedisLshStore:
         vector: np.ndarray,
         ids: list[str],
         top_k: int,
-        metadata: dict[str, dict[str, Any]],
+        metadata: dict[str, dict[str, Any]] | None,
     ) -> list[ScoredPoint]:
+        """The best `top_k` of `ids` by cosine against their stored float16 vectors."""
         if not ids:
             return []
         raw_vectors: list[Any] = self._redis.hmget(self._key(collection, "vec"), ids)
         present = [i for i, r in enumerate(raw_vectors) if r is not None]
         matrix = np.frombuffer(b"".join(raw_vectors[i] for i in present), dtype=np.float16)
         scores = matrix.reshape(len(present), -1).astype(np.float32) @ vector.astype(np.float32)
-        best = [present[p] for p in np.argsort(-scores, kind="stable")]
-        score_of = dict(zip(present, scores.tolist(), strict=True))
-        if not metadata:  # unfiltered: read metadata for the top ones only
-            top = [ids[i] for i in best[:top_k]]
+        best = np.argsort(-scores, kind="stable")[:top_k]
+        top = [ids[present[p]] for p in best]
+        if metadata is None:  # unfiltered: read metadata for the returned points only
             metadata = self._metadata(collection, top)
-        hits = [ScoredPoint(ids[i], score_of[i], metadata.get(ids[i], {})) for i in best]
-        return hits[:top_k]
+        return [
+            ScoredPoint(point_id, float(scores[p]), metadata.get(point_id, {}))
+            for point_id, p in zip(top, best, strict=True)
+        ]
 
     def count(self, collection: str) -> int:
         return int(self._redis.hlen(self._key(collection, "vec")))
