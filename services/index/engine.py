@@ -44,7 +44,7 @@ class CollectionStats:
 class SearchOutcome:
     hits: list[ScoredPoint]
     candidates_scored: int  # vectors scored exactly
-    candidates: int = 0  # LSH: points in the probed buckets, ranked by signature before that
+    candidates: int  # points looked at (0 for HNSW: unknown); LSH ranks them by signature first
 
 
 class IndexEngine:

@@ -176,12 +176,7 @@ class RedisLshStore:
 
     def signatures(self, collection: str, vectors: np.ndarray) -> np.ndarray:
         """(n, dim) -> (n, tables) uint32 bucket signatures."""
-        bits = self.params(collection).bits
-        sides = (self._margins(collection, vectors) > 0).astype(np.uint64)
-        signatures: np.ndarray = (sides @ (np.uint64(1) << np.arange(bits, dtype=np.uint64))).astype(
-            np.uint32
-        )
-        return signatures
+        return _pack_sides(self._margins(collection, vectors))
 
     def _old_signatures(self, collection: str, ids: Sequence[str]) -> list[np.ndarray | None]:
         raw = self._redis.hmget(self._key(collection, "sig"), list(ids))
@@ -249,11 +244,10 @@ class RedisLshStore:
                 pipe.hdel(self._key(collection, field), point_id)
         pipe.execute()
 
-    def _probe_keys(self, collection: str, query: np.ndarray) -> list[str]:
-        params = self.params(collection)
-        margins = self._margins(collection, query[None, :])[0]
-        buckets = self.signatures(collection, query[None, :])[0].astype(np.int64)[:, None]
-        probed = buckets ^ probe_flips(np.abs(margins), params.probes)
+    def _probe_keys(self, collection: str, margins: np.ndarray, signature: np.ndarray) -> list[str]:
+        """The query's (tables, bits) margins and (tables,) signature -> bucket keys to read."""
+        probes = self.params(collection).probes
+        probed = signature.astype(np.int64)[:, None] ^ probe_flips(np.abs(margins), probes)
         prefix = self._key(collection, "b")
         return [f"{prefix}:{table}:{bucket}" for table, row in enumerate(probed.tolist()) for bucket in row]
 
@@ -266,11 +260,13 @@ class RedisLshStore:
     ) -> LshResult:
         """Best `top_k` among the query's buckets (signature-ranked, then re-scored)."""
         state = self._state(collection)
+        margins = self._margins(collection, vector[None, :])  # once: buckets, probes, ranking
+        signature = _pack_sides(margins)[0]
         raw_ids: Iterable[bytes | str]
         if state.centre is None:  # small collection: score everything
             raw_ids = self._redis.hkeys(self._key(collection, "vec"))
         else:
-            raw_ids = self._redis.sunion(self._probe_keys(collection, vector))
+            raw_ids = self._redis.sunion(self._probe_keys(collection, margins[0], signature))
         candidates = [_text(c) for c in raw_ids]
         metadata: dict[str, dict[str, Any]] | None = None  # read up front only to filter
         if metadata_filter:  # filter first, so the shortlist holds only points that may be returned
@@ -279,7 +275,7 @@ class RedisLshStore:
         shortlist = candidates
         limit = max(state.params.rescore, top_k)
         if state.centre is not None and state.params.rescore and len(candidates) > limit:
-            shortlist = self._closest_signatures(collection, vector, candidates, limit)
+            shortlist = self._closest_signatures(collection, signature, candidates, limit)
         hits = self._rescore(collection, vector, shortlist, top_k, metadata)
         return LshResult(hits, len(candidates), len(shortlist))
 
@@ -288,10 +284,9 @@ class RedisLshStore:
         return {i: json.loads(r) for i, r in zip(ids, raw, strict=True) if r is not None}
 
     def _closest_signatures(
-        self, collection: str, vector: np.ndarray, candidates: list[str], limit: int
+        self, collection: str, query: np.ndarray, candidates: list[str], limit: int
     ) -> list[str]:
         """The `limit` candidates whose signatures differ from the query's in the fewest bits."""
-        query = self.signatures(collection, vector[None, :])[0]
         raw: list[Any] = self._redis.hmget(self._key(collection, "sig"), candidates)
         present = [i for i, r in enumerate(raw) if r is not None]  # deleted since the union
         signatures = np.frombuffer(b"".join(raw[i] for i in present), dtype=np.uint32)
@@ -333,6 +328,14 @@ class RedisLshStore:
         # HSCAN's NOVALUES needs Redis 7.4; signatures are small, so read and drop them.
         for key, _ in self._redis.hscan_iter(self._key(collection, "sig"), count=1000):
             yield _text(key)
+
+
+def _pack_sides(margins: np.ndarray) -> np.ndarray:
+    """(n, tables, bits) margins -> (n, tables) uint32 signatures: bit b set on the plane's + side."""
+    bits = margins.shape[2]
+    sides = (margins > 0).astype(np.uint64)
+    packed: np.ndarray = (sides @ (np.uint64(1) << np.arange(bits, dtype=np.uint64))).astype(np.uint32)
+    return packed
 
 
 def _text(value: bytes | str) -> str:
