@@ -3,38 +3,42 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup protos check-protos lint typecheck test serve triton results
+.PHONY: setup protos check-protos lint imports typecheck test serve triton results
 
 setup:
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[export,study,dev]'
-	$(BIN)/python -m services.encoder.zoo.export --model efficientnet_lite0 --out model_repository
+	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/python -m lab.zoo.export --model efficientnet_lite0 --out model_repository
 	$(PY) -m venv .venv-triton
-	.venv-triton/bin/pip install -q -r services/encoder/triton/requirements.txt
-	$(BIN)/python -m services.encoder.triton.cpu_repository --out build/triton-cpu
+	.venv-triton/bin/pip install -q -r devtools/triton/requirements.txt
+	$(BIN)/python -m devtools.triton.cpu_repository --out build/triton-cpu
 
 protos:
-	$(BIN)/python -m imsearch.protos_gen
+	$(BIN)/python -m devtools.protos
 
 check-protos:
-	$(BIN)/python -m imsearch.protos_gen --check
+	$(BIN)/python -m devtools.protos --check
 
 lint:
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-typecheck:
-	$(BIN)/mypy imsearch services bench tests
+# The layers' contracts (pyproject.toml, [tool.importlinter]): a wrong import fails here.
+imports:
+	$(BIN)/lint-imports
 
-test: check-protos lint typecheck
+typecheck:
+	$(BIN)/mypy imsearch services devtools lab bench cli tests
+
+test: check-protos lint imports typecheck
 	$(BIN)/pytest -q
 
 serve:
 	$(BIN)/imsearch serve
 
 triton:
-	$(BIN)/python -m services.encoder.triton.server --model-repository build/triton-cpu
+	$(BIN)/python -m devtools.triton.server --model-repository build/triton-cpu
 
 results:
 	$(BIN)/imsearch study --data ../shared/data --out docs

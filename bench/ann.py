@@ -18,8 +18,8 @@ import numpy as np
 import redis
 
 from bench.vectors import build
-from imsearch.cli.embedded_redis import EmbeddedRedis
-from imsearch.common.metrics import ServiceMetrics
+from devtools.embedded_redis import EmbeddedRedis
+from imsearch.core.metrics import ServiceMetrics
 from services.index.engine import IndexEngine
 from services.index.stores.qdrant_edge import QdrantEdgeStore
 from services.index.stores.redis_lsh import LshParams, RedisLshStore

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from imsearch.client import labelled_images
-from imsearch.common.metrics import ServiceMetrics
+from imsearch.core.metrics import ServiceMetrics
+from lab.datasets import labelled_images
 from services.encoder.engine import Encoder
 from services.encoder.settings import EncoderSettings
 

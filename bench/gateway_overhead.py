@@ -22,10 +22,11 @@ import numpy as np
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from bench.queries import gallery_and_queries
-from imsearch.cli.embedded_redis import EmbeddedRedis, free_port
+from devtools.embedded_redis import EmbeddedRedis
+from devtools.ports import free_port
 from imsearch.client import INDEX_KINDS, SearchClient
-from imsearch.common.metrics import ServiceMetrics
-from imsearch.common.server import wait_for_channel
+from imsearch.core.metrics import ServiceMetrics
+from imsearch.core.server import wait_for_channel
 from imsearch.v1 import encoder_pb2, encoder_pb2_grpc, index_pb2, index_pb2_grpc
 from services.encoder.engine import Encoder
 from services.encoder.settings import EncoderSettings

@@ -14,8 +14,8 @@ PY=.venv/bin/python
 # The GPU build replaces the CPU one (both install the `onnxruntime` package).
 $PY -m pip uninstall -q -y onnxruntime
 $PY -m pip install -q onnxruntime-gpu==1.31.1 || { echo "onnxruntime-gpu did not install"; exit 1; }
-$PY -m services.encoder.zoo.export --model efficientnet_lite0 --out build/gpu/fp32
-$PY -m services.encoder.zoo.export --model efficientnet_lite0 --fp16 --out build/gpu/fp16
+$PY -m lab.zoo.export --model efficientnet_lite0 --out build/gpu/fp32
+$PY -m lab.zoo.export --model efficientnet_lite0 --fp16 --out build/gpu/fp16
 $PY - <<'PYEOF'
 import time
 import numpy as np

@@ -23,7 +23,7 @@ from typing import Any
 import grpc
 import numpy as np
 
-from imsearch.cli.embedded_redis import free_port
+from devtools.ports import free_port
 
 PAYLOAD = b"x" * 5120
 METHOD = "/bench.Echo/Echo"

@@ -17,7 +17,7 @@ import grpc
 import numpy as np
 
 from bench.queries import gallery_and_queries
-from imsearch.common.metrics import ServiceMetrics
+from imsearch.core.metrics import ServiceMetrics
 from imsearch.v1 import encoder_pb2, encoder_pb2_grpc
 from services.encoder.app import start_encoder
 from services.encoder.engine import Encoder

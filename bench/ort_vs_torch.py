@@ -21,8 +21,8 @@ import onnxruntime as ort
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from services.encoder.zoo.export import export
-from services.encoder.zoo.recipes import RECIPES, calibrate_batch_norms
+from lab.zoo.export import export
+from lab.zoo.recipes import RECIPES, calibrate_batch_norms
 
 
 def images_per_second(run: Callable[[], object], batch: int, seconds: float) -> float:

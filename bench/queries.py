@@ -4,8 +4,8 @@ import random
 from pathlib import Path
 
 from bench.embeddings import DATA
-from imsearch.cli.loadtest import synthetic_image
-from imsearch.client import labelled_images
+from lab.datasets import labelled_images
+from lab.synthetic import synthetic_image
 
 
 def gallery_and_queries(

@@ -16,11 +16,11 @@ from pathlib import Path
 import numpy as np
 
 from bench.queries import gallery_and_queries
-from imsearch.common.metrics import ServiceMetrics
+from devtools.triton.cpu_repository import build_repository
+from devtools.triton.server import TritonServer
+from imsearch.core.metrics import ServiceMetrics
 from services.encoder.engine import Encoder
 from services.encoder.settings import EncoderSettings
-from services.encoder.triton.cpu_repository import build_repository
-from services.encoder.triton.server import TritonServer
 
 CLIENTS = 16
 

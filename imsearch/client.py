@@ -1,14 +1,13 @@
 """A small typed client of the gateway's SearchService, used by the CLI and the benchmarks."""
 
 import os
-from collections.abc import Iterable, Iterator
-from pathlib import Path
+from collections.abc import Iterable
 from typing import Any
 
 import grpc
 
-from imsearch.common.server import GRPC_OPTIONS
-from imsearch.common.structs import to_struct
+from imsearch.core.server import GRPC_OPTIONS
+from imsearch.core.structs import to_struct
 from imsearch.v1 import index_pb2, search_pb2, search_pb2_grpc
 
 DEFAULT_GATEWAY = "127.0.0.1:50050"
@@ -17,7 +16,6 @@ INDEX_KINDS = {
     "lsh": index_pb2.INDEX_KIND_LSH,
     "exact": index_pb2.INDEX_KIND_EXACT,
 }
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 
 
 def gateway_address(flag: str | None) -> str:
@@ -64,22 +62,3 @@ class SearchClient:
 
     def close(self) -> None:
         self._channel.close()
-
-
-def _files_under(root: Path) -> list[Path]:
-    """Every file below `root`, following symbolic links to folders (unlike Path.rglob)."""
-    return sorted(Path(d) / name for d, _, names in os.walk(root, followlinks=True) for name in names)
-
-
-def labelled_images(roots: Iterable[Path]) -> Iterator[tuple[str, Path, str]]:
-    """(id, path, label) for every image under the roots; label = the parent folder's name.
-
-    Ids are paths from each root's parent (`cosplay/luffy/001.jpg`), so files with the same
-    name in different folders given together stay apart.
-    """
-    for root in roots:
-        root = root.resolve()
-        files = [root] if root.is_file() else _files_under(root)
-        for path in files:
-            if path.suffix.lower() in IMAGE_SUFFIXES:
-                yield str(path.relative_to(root.parent)), path, path.parent.name

@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from imsearch.cli.embedded_redis import EmbeddedRedis
-from imsearch.suite import Suite, start_suite
+from cli.suite import Suite, start_suite
+from devtools.embedded_redis import EmbeddedRedis
 from services.encoder.model_spec import ModelSpec
 from tests.helpers import MODEL_REPOSITORY
 

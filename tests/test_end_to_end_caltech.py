@@ -8,8 +8,8 @@ import random
 import numpy as np
 import pytest
 
+from cli.suite import Suite
 from imsearch.client import SearchClient
-from imsearch.suite import Suite
 from tests.conftest import data_dir_or_skip
 from tests.helpers import caltech_root
 

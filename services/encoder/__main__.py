@@ -1,14 +1,13 @@
-"""Entry point of the encoder service: `python -m services.encoder` (settings from IMSEARCH_ENCODER_*)."""
+"""`python -m services.encoder [--config FILE] [--listen HOST:PORT ...]`; see `--help`.
 
-from imsearch.common.runner import run_until_signal
+Settings: flags > IMSEARCH_ENCODER_* > the file's [encoder] table (--config or IMSEARCH_CONFIG).
+"""
+
+import sys
+
+from imsearch.core.app import run_service
 from services.encoder.app import start_encoder
 from services.encoder.settings import EncoderSettings
 
-
-def main() -> None:
-    app = start_encoder(EncoderSettings())
-    run_until_signal(f"encoder listening on {app.address}", app.stop)
-
-
 if __name__ == "__main__":
-    main()
+    run_service("encoder", EncoderSettings, start_encoder, sys.argv[1:])

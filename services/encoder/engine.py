@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from imsearch.common.errors import InvalidArgument, NotFound
-from imsearch.common.metrics import ServiceMetrics
+from imsearch.core.errors import InvalidArgument, NotFound
+from imsearch.core.metrics import ServiceMetrics
 from services.encoder.backends.base import InferenceBackend
 from services.encoder.backends.classic import ColorHistogramBackend, OrbBagOfWordsBackend
 from services.encoder.backends.onnxruntime import OnnxRuntimeBackend

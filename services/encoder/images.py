@@ -6,7 +6,7 @@ import warnings
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from imsearch.common.errors import InvalidArgument, ResourceExhausted
+from imsearch.core.errors import InvalidArgument, ResourceExhausted
 from services.encoder.model_spec import Preprocessing
 
 

@@ -1,14 +1,13 @@
-"""Entry point of the gateway: `python -m services.gateway` (settings from IMSEARCH_GATEWAY_*)."""
+"""`python -m services.gateway [--config FILE] [--listen HOST:PORT ...]`; see `--help`.
 
-from imsearch.common.runner import run_until_signal
+Settings: flags > IMSEARCH_GATEWAY_* > the file's [gateway] table (--config or IMSEARCH_CONFIG).
+"""
+
+import sys
+
+from imsearch.core.app import run_service
 from services.gateway.app import start_gateway
 from services.gateway.settings import GatewaySettings
 
-
-def main() -> None:
-    app = start_gateway(GatewaySettings())
-    run_until_signal(f"gateway listening on {app.address}", app.stop)
-
-
 if __name__ == "__main__":
-    main()
+    run_service("gateway", GatewaySettings, start_gateway, sys.argv[1:])

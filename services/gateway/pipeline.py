@@ -9,9 +9,9 @@ import grpc
 import numpy as np
 from google.protobuf import struct_pb2
 
-from imsearch.common.errors import InvalidArgument
-from imsearch.common.metrics import ServiceMetrics
-from imsearch.common.validation import MAX_TOP_K, validate_id, validate_top_k
+from imsearch.core.errors import InvalidArgument
+from imsearch.core.metrics import ServiceMetrics
+from imsearch.core.validation import MAX_TOP_K, validate_id, validate_top_k
 from imsearch.v1 import encoder_pb2, encoder_pb2_grpc, index_pb2, index_pb2_grpc, search_pb2
 from services.gateway.settings import GatewaySettings
 
@@ -46,6 +46,8 @@ def rerank(query: np.ndarray, hits: Sequence[index_pb2.Hit], top_k: int) -> list
 
 
 class SearchPipeline:
+    """Owns its two channels: `close()` closes them."""
+
     def __init__(
         self,
         settings: GatewaySettings,
@@ -54,6 +56,7 @@ class SearchPipeline:
         metrics: ServiceMetrics,
     ) -> None:
         self._settings = settings
+        self._channels = (encoder_channel, index_channel)
         self._encoder = encoder_pb2_grpc.EncoderServiceStub(encoder_channel)
         self._index = index_pb2_grpc.IndexServiceStub(index_channel)
         self._metrics = metrics
@@ -160,6 +163,10 @@ class SearchPipeline:
         return self._index.GetCollectionInfo(
             index_pb2.GetCollectionInfoRequest(collection=self.collection), timeout=self._timeout
         )
+
+    def close(self) -> None:
+        for channel in self._channels:
+            channel.close()
 
 
 def _batches(items: Iterable[Any], size: int) -> Iterator[list[Any]]:

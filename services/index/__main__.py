@@ -1,14 +1,13 @@
-"""Entry point of the index service: `python -m services.index` (settings from IMSEARCH_INDEX_*)."""
+"""`python -m services.index [--config FILE] [--listen HOST:PORT ...]`; see `--help`.
 
-from imsearch.common.runner import run_until_signal
+Settings: flags > IMSEARCH_INDEX_* > the file's [index] table (--config or IMSEARCH_CONFIG).
+"""
+
+import sys
+
+from imsearch.core.app import run_service
 from services.index.app import start_index
 from services.index.settings import IndexSettings
 
-
-def main() -> None:
-    app = start_index(IndexSettings())
-    run_until_signal(f"index listening on {app.address}", app.stop)
-
-
 if __name__ == "__main__":
-    main()
+    run_service("index", IndexSettings, start_index, sys.argv[1:])

@@ -1,11 +1,9 @@
-"""Wires the index service: stores + engine + servicer + gRPC server + metrics endpoint."""
-
-from dataclasses import dataclass
+"""Wires the index service: the stores under one engine, behind its servicer."""
 
 import redis
 
-from imsearch.common.metrics import ServiceMetrics
-from imsearch.common.server import RunningServer, create_server
+from imsearch.core.app import ServiceApp, start_service
+from imsearch.core.metrics import ServiceMetrics
 from imsearch.v1 import index_pb2, index_pb2_grpc
 from services.index.engine import IndexEngine
 from services.index.servicer import IndexServicer
@@ -49,33 +47,19 @@ def build_engine(settings: IndexSettings, metrics: ServiceMetrics) -> IndexEngin
     return IndexEngine(build_vector_store(settings), lsh, metrics, settings.optimize_min_points)
 
 
-@dataclass
-class IndexApp:
-    server: RunningServer
-    engine: IndexEngine
-    metrics: ServiceMetrics
-    metrics_port: int | None
-    settings: IndexSettings
-
-    @property
-    def address(self) -> str:
-        return self.server.address
-
-    def stop(self) -> None:
-        self.server.stop()
-        self.engine.close()
+IndexApp = ServiceApp[IndexEngine]
 
 
 def start_index(settings: IndexSettings) -> IndexApp:
     metrics = ServiceMetrics("index")
     engine = build_engine(settings, metrics)
     servicer = IndexServicer(engine)
-    server = create_server(
-        lambda s: index_pb2_grpc.add_IndexServiceServicer_to_server(servicer, s),
+    return start_service(
+        "index",
+        engine,
+        lambda server: index_pb2_grpc.add_IndexServiceServicer_to_server(servicer, server),
         [SERVICE_NAME],
         settings.listen,
         metrics,
+        settings.metrics_port,
     )
-    metrics_port = metrics.serve_http(settings.metrics_port) if settings.metrics_port >= 0 else None
-    server.set_serving(True)
-    return IndexApp(server, engine, metrics, metrics_port, settings)

@@ -16,9 +16,9 @@ from typing import Any, TypeVar
 import numpy as np
 import redis
 
-from imsearch.common.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
-from imsearch.common.metrics import ServiceMetrics
-from imsearch.common.validation import validate_id, validate_top_k
+from imsearch.core.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
+from imsearch.core.metrics import ServiceMetrics
+from imsearch.core.validation import validate_id, validate_top_k
 from services.index.stores.base import MetadataFilter, ScoredPoint, StoredPoint, VectorStore
 from services.index.stores.redis_lsh import RedisLshStore
 

@@ -3,8 +3,8 @@
 import grpc
 import numpy as np
 
-from imsearch.common.errors import InvalidArgument
-from imsearch.common.structs import parse_filter, to_dict, to_struct
+from imsearch.core.errors import InvalidArgument
+from imsearch.core.structs import parse_filter, to_dict, to_struct
 from imsearch.v1 import index_pb2, index_pb2_grpc
 from services.index.engine import IndexEngine
 

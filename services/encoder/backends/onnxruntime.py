@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from imsearch.common.errors import FailedPrecondition
+from imsearch.core.errors import FailedPrecondition
 
 
 class OnnxRuntimeBackend:

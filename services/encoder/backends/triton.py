@@ -12,7 +12,7 @@ import numpy as np
 import tritonclient.grpc as triton_grpc
 from tritonclient.utils import InferenceServerException
 
-from imsearch.common.errors import (
+from imsearch.core.errors import (
     ImsearchError,
     InvalidArgument,
     NotFound,

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import qdrant_edge as qe
 
-from imsearch.common.errors import NotFound
+from imsearch.core.errors import NotFound
 from services.index.stores.base import MetadataFilter, ScoredPoint, StoredPoint
 from services.index.stores.qdrant_payload import (
     in_request_order,

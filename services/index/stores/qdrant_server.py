@@ -9,7 +9,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 from qdrant_client import QdrantClient, models
 
-from imsearch.common.errors import NotFound
+from imsearch.core.errors import NotFound
 from services.index.stores.base import MetadataFilter, ScoredPoint, StoredPoint
 from services.index.stores.qdrant_payload import (
     in_request_order,

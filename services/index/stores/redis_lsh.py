@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 import redis
 
-from imsearch.common.errors import NotFound
+from imsearch.core.errors import NotFound
 from services.index.stores.base import MetadataFilter, ScoredPoint, StoredPoint
 
 # Probe candidates per table: single flips of the 8 least certain bits, pairs among the 6 least.

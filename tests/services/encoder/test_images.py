@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from imsearch.common.errors import InvalidArgument, ResourceExhausted
+from imsearch.core.errors import InvalidArgument, ResourceExhausted
 from services.encoder.images import decode_image, preprocess
 from services.encoder.model_spec import Preprocessing
 from tests.helpers import huge_png_header, jpeg, png, truncated_jpeg

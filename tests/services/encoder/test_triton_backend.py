@@ -11,14 +11,14 @@ import numpy as np
 import pytest
 import tritonclient.grpc as triton_grpc
 
-from imsearch.cli.embedded_redis import free_port
-from imsearch.common.errors import NotFound, Unavailable
-from imsearch.common.metrics import ServiceMetrics
+from devtools.ports import free_port
+from devtools.triton.cpu_repository import build_repository
+from devtools.triton.server import TritonServer
+from imsearch.core.errors import NotFound, Unavailable
+from imsearch.core.metrics import ServiceMetrics
 from services.encoder.backends.triton import TritonBackend
 from services.encoder.engine import Encoder
 from services.encoder.settings import EncoderSettings
-from services.encoder.triton.cpu_repository import build_repository
-from services.encoder.triton.server import TritonServer
 from tests.helpers import MODEL_REPOSITORY, jpeg, png
 
 MODEL = "efficientnet_lite0"
@@ -127,8 +127,8 @@ def test_a_server_that_goes_away_is_unavailable(repository: Path, tmp_path: Path
 
 def test_zoo_models_serve_the_same_through_triton(tmp_path: Path) -> None:
     """A transformer and a CNN from the zoo (random weights: parity only), Triton vs embedded."""
-    from services.encoder.zoo.export import export
-    from services.encoder.zoo.recipes import RECIPES
+    from lab.zoo.export import export
+    from lab.zoo.recipes import RECIPES
 
     source = tmp_path / "repository"
     for name in ("dinov2_s14", "mobilenet_v2"):

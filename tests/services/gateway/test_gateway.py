@@ -8,8 +8,8 @@ import pytest
 from google.protobuf import struct_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from cli.suite import Suite
 from imsearch.client import SearchClient
-from imsearch.suite import Suite
 from imsearch.v1 import index_pb2, search_pb2, search_pb2_grpc
 from tests.helpers import huge_png_header, jpeg, png, truncated_jpeg
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from google.protobuf import struct_pb2
 
-from imsearch.cli.embedded_redis import EmbeddedRedis
+from devtools.embedded_redis import EmbeddedRedis
 from imsearch.v1 import index_pb2, index_pb2_grpc
 from services.index.app import IndexApp, start_index
 from services.index.settings import IndexSettings
@@ -180,6 +180,6 @@ def test_hnsw_graph_is_built_as_the_collection_grows(start: Start) -> None:
     assert not stub.GetCollectionInfo(index_pb2.GetCollectionInfoRequest(collection="c")).hnsw_built
     points = [index_pb2.Point(id=f"q{i}", vector=vec(1000 + i)) for i in range(100)]
     stub.Upsert(index_pb2.UpsertRequest(collection="c", points=points))
-    app.engine.wait_for_optimize()
+    app.core.wait_for_optimize()
     assert stub.GetCollectionInfo(index_pb2.GetCollectionInfoRequest(collection="c")).hnsw_built
     assert search(stub, 1042, index_pb2.INDEX_KIND_HNSW, k=1) == ["q42"]

@@ -1,0 +1,190 @@
+"""`imsearch loadtest`: a gRPC load generator against a running gateway.
+
+Closed loop (`--concurrency N`): N clients, each sends its next request when the last returns.
+Open loop (`--rate R`): requests start on a fixed schedule of R per second whatever the
+latency, and latency counts from the scheduled start (no coordinated omission).
+Stops after `--duration` seconds or `--count` requests. With `--metrics URL,...` it reads the
+services' Prometheus endpoints before and after and prints the mean time per stage.
+"""
+
+import argparse
+import random
+import threading
+import time
+import urllib.request
+from collections import defaultdict
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+
+import grpc
+import numpy as np
+from prometheus_client.parser import text_string_to_metric_families
+
+from imsearch.client import INDEX_KINDS, SearchClient, gateway_address
+from lab.datasets import labelled_images
+
+DEFAULT_METRICS = "http://127.0.0.1:9100/metrics,http://127.0.0.1:9101/metrics,http://127.0.0.1:9102/metrics"
+
+
+def add_loadtest_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--images", type=Path, default=None, help="folder of query images (default: synthetic)"
+    )
+    parser.add_argument("--concurrency", type=int, default=4, help="closed loop: concurrent clients")
+    parser.add_argument("--rate", type=float, default=None, help="open loop: requests per second")
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds to run")
+    parser.add_argument("--count", type=int, default=None, help="requests to send (instead of --duration)")
+    parser.add_argument("--top-k", type=int, default=10)
+    parser.add_argument("--index", choices=sorted(INDEX_KINDS), default="hnsw")
+    parser.add_argument("--warmup", type=int, default=5, help="requests sent before measuring")
+    parser.add_argument(
+        "--metrics", default=DEFAULT_METRICS, help="comma-separated /metrics URLs ('' = none)"
+    )
+
+
+@dataclass
+class LoadResult:
+    latencies: list[float] = field(default_factory=list)
+    errors: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    elapsed: float = 0.0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def measure(self, search: Callable[[], object], since: float) -> None:
+        """Runs one search; records its latency from `since`, or its status code on failure."""
+        try:
+            search()
+            with self._lock:
+                self.latencies.append(time.perf_counter() - since)
+        except grpc.RpcError as exc:
+            with self._lock:
+                self.errors[exc.code().name] += 1
+
+    @property
+    def qps(self) -> float:
+        return len(self.latencies) / self.elapsed if self.elapsed else 0.0
+
+    def percentile(self, q: float) -> float:
+        return float(np.percentile(self.latencies, q)) if self.latencies else float("nan")
+
+
+def load_queries(folder: Path | None, limit: int = 200) -> list[bytes]:
+    if folder is None:
+        from lab.synthetic import synthetic_image  # needs pillow: imsearch[loadtest]
+
+        return [synthetic_image(seed) for seed in range(8)]
+    paths = [path for _, path, _ in labelled_images([folder])]
+    if not paths:
+        raise SystemExit(f"no images found under {folder}")
+    random.Random(0).shuffle(paths)
+    return [p.read_bytes() for p in paths[:limit]]
+
+
+def closed_loop(
+    client: SearchClient,
+    queries: list[bytes],
+    concurrency: int,
+    duration: float,
+    count: int | None,
+    **kw: object,
+) -> LoadResult:
+    result = LoadResult()
+    lock = threading.Lock()
+    deadline = time.perf_counter() + duration
+    issued = iter(range(count)) if count else None
+
+    def worker(seed: int) -> None:
+        rng = random.Random(seed)
+        while True:
+            if issued is not None:
+                with lock:
+                    if next(issued, None) is None:
+                        return
+            elif time.perf_counter() >= deadline:
+                return
+            result.measure(partial(client.search, rng.choice(queries), **kw), time.perf_counter())  # type: ignore[arg-type]
+
+    began = time.perf_counter()
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(concurrency)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    result.elapsed = time.perf_counter() - began
+    return result
+
+
+def open_loop(
+    client: SearchClient, queries: list[bytes], rate: float, duration: float, count: int | None, **kw: object
+) -> LoadResult:
+    result = LoadResult()
+    total = count or int(rate * duration)
+    rng = random.Random(0)
+
+    def one(scheduled: float, image: bytes) -> None:
+        result.measure(partial(client.search, image, **kw), scheduled)  # type: ignore[arg-type]
+
+    began = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=256) as pool:
+        for i in range(total):
+            scheduled = began + i / rate
+            time.sleep(max(0.0, scheduled - time.perf_counter()))
+            pool.submit(one, scheduled, rng.choice(queries))
+    result.elapsed = time.perf_counter() - began
+    return result
+
+
+def scrape_stages(urls: list[str]) -> dict[tuple[str, str], tuple[float, float]]:
+    """(service, stage) -> (sum of seconds, count) from imsearch_stage_seconds."""
+    totals: dict[tuple[str, str], tuple[float, float]] = {}
+    for url in urls:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            text = response.read().decode()
+        for family in text_string_to_metric_families(text):
+            if family.name != "imsearch_stage_seconds":
+                continue
+            for sample in family.samples:
+                key = (sample.labels.get("service", ""), sample.labels.get("stage", ""))
+                total, n = totals.get(key, (0.0, 0.0))
+                if sample.name.endswith("_sum"):
+                    totals[key] = (total + sample.value, n)
+                elif sample.name.endswith("_count"):
+                    totals[key] = (total, n + sample.value)
+    return totals
+
+
+def print_result(label: str, result: LoadResult) -> None:
+    errors = ", ".join(f"{k}={v}" for k, v in result.errors.items()) or "none"
+    print(
+        f"{label}: {len(result.latencies)} ok in {result.elapsed:.1f}s = {result.qps:.1f} QPS; "
+        f"latency ms p50 {1000 * result.percentile(50):.1f} p95 {1000 * result.percentile(95):.1f} "
+        f"p99 {1000 * result.percentile(99):.1f}; errors: {errors}"
+    )
+
+
+def run_loadtest(args: argparse.Namespace) -> LoadResult:
+    client = SearchClient(gateway_address(args.gateway))
+    queries = load_queries(args.images)
+    options = {"top_k": args.top_k, "index": args.index}
+    for query in queries[: args.warmup]:
+        client.search(query, **options)
+    urls = [u for u in args.metrics.split(",") if u]
+    before = scrape_stages(urls) if urls else {}
+    if args.rate:
+        result = open_loop(client, queries, args.rate, args.duration, args.count, **options)
+        print_result(f"open loop at {args.rate:g}/s", result)
+    else:
+        result = closed_loop(client, queries, args.concurrency, args.duration, args.count, **options)
+        print_result(f"closed loop, {args.concurrency} clients", result)
+    if urls:
+        after = scrape_stages(urls)
+        print("per-stage mean ms per call (from the services' /metrics):")
+        for key in sorted(after):
+            total = after[key][0] - before.get(key, (0.0, 0.0))[0]
+            n = after[key][1] - before.get(key, (0.0, 0.0))[1]
+            if n:
+                print(f"  {key[0]:8s} {key[1]:14s} {1000 * total / n:8.2f} ms  x{int(n)}")
+    client.close()
+    return result

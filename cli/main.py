@@ -1,0 +1,302 @@
+"""`imsearch`: serve the suite, index folders of images, search, load-test.
+
+Clients find the gateway with --gateway HOST:PORT or IMSEARCH_GATEWAY (default 127.0.0.1:50050).
+"""
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from imsearch.client import INDEX_KINDS, SearchClient, gateway_address
+from imsearch.core.runner import run_until_signal
+from imsearch.core.settings import read_config_file
+from imsearch.core.structs import to_dict
+from lab.datasets import labelled_images
+
+
+def cmd_serve(args: argparse.Namespace) -> None:
+    from cli.suite import start_suite
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    suite = start_suite(args.data_dir, args.listen, read_config_file(args.config))
+    run_until_signal(
+        f"imsearch suite ready: gateway on {suite.address}, metrics at {', '.join(suite.metrics_urls())}",
+        suite.stop,
+    )
+
+
+def cmd_index(args: argparse.Namespace) -> None:
+    client = SearchClient(gateway_address(args.gateway))
+    items = (
+        (image_id, path.read_bytes(), {"label": label, "path": str(path)})
+        for image_id, path, label in labelled_images(args.paths)
+    )
+    added = client.add_images(items)
+    print(f"added {added} images")
+
+
+def cmd_search(args: argparse.Namespace) -> None:
+    client = SearchClient(gateway_address(args.gateway))
+    response = client.search(
+        args.image.read_bytes(),
+        args.top_k,
+        args.index,
+        json.loads(args.filter) if args.filter else None,
+        {"on": True, "off": False, "default": None}[args.rerank],
+    )
+    rows: list[dict[str, Any]] = [
+        {"id": r.id, "score": round(r.score, 6), "metadata": to_dict(r.metadata)} for r in response.results
+    ]
+    if args.json:
+        print(json.dumps({"model": response.model, "reranked": response.reranked, "results": rows}, indent=2))
+        return
+    for rank, row in enumerate(rows, 1):
+        print(f"{rank:3d}  {row['score']:.4f}  {row['id']}  {row['metadata'].get('label', '')}")
+
+
+def cmd_loadtest(args: argparse.Namespace) -> None:
+    from cli.loadtest import run_loadtest
+
+    run_loadtest(args)
+
+
+def cmd_models_list(args: argparse.Namespace) -> None:
+    from lab.zoo.recipes import RECIPES
+    from services.encoder.model_spec import SPEC_FILE, ModelSpec
+
+    print(f"{'model':18s} {'family':20s} {'dim':>5s}  {'weights on this machine':44s} exported")
+    for name, recipe in sorted(RECIPES.items()):
+        weights = (
+            f"yes: {recipe.pretrained_source}"
+            if recipe.has_offline_weights()
+            else f"no: needs {recipe.pretrained_source}"
+        )
+        model_dir = args.repository / name
+        exported = "-"
+        if (model_dir / SPEC_FILE).is_file() and ModelSpec.load(model_dir).onnx_path(
+            args.repository
+        ).is_file():
+            exported = ModelSpec.load(model_dir).weights
+        print(f"{name:18s} {recipe.family:20s} {recipe.dim:5d}  {weights:44s} {exported}")
+    text_exported = (args.repository / "clip_vit_b32_text" / "1" / "model.onnx").is_file()
+    print(
+        f"{'clip_vit_b32_text':18s} {'text tower (CLIP)':20s} {512:5d}  "
+        f"{'no: needs hub openai/clip-vit-base-patch32':44s} {'yes' if text_exported else '-'}"
+    )
+
+
+def cmd_models_export(args: argparse.Namespace) -> None:
+    from lab.zoo.export import export
+    from lab.zoo.recipes import RECIPES
+    from lab.zoo.text import NAME as TEXT_TOWER
+    from lab.zoo.text import export_text_tower
+
+    if args.name == TEXT_TOWER:
+        result = export_text_tower(args.repository, args.weights)
+    elif args.name in RECIPES:
+        result = export(RECIPES[args.name], args.repository, args.weights, args.fp16)
+    else:
+        sys.exit(f"unknown model {args.name!r}; `imsearch models list` shows them")
+    print(f"exported {args.name} to {result.onnx_path}; {result.describe()}{' (fp16)' if args.fp16 else ''}")
+
+
+def cmd_models_fit_codebook(args: argparse.Namespace) -> None:
+    from lab.zoo.codebook import fit_codebook
+
+    spec = fit_codebook(args.dataset, args.repository, args.words, args.max_images)
+    print(f"wrote {args.repository / spec.name}: {spec.weights}")
+
+
+def cmd_eval(args: argparse.Namespace) -> None:
+    from lab.eval.harness import run
+    from lab.eval.parents import parents_for
+    from lab.eval.protocol import split
+    from lab.eval.report import write
+
+    seeds = [int(s) for s in args.seed.split(",")]
+    splits = {seed: split(args.dataset, args.queries_per_class, seed, args.classes) for seed in seeds}
+    first = splits[seeds[0]]
+    protocol = {
+        "dataset": args.dataset.name,
+        "gallery images": len(first.gallery),
+        "queries": len(first.queries),
+        "queries per class (never in the gallery)": args.queries_per_class,
+        "seeds": args.seed,
+        "embeddings": "L2-normalised",
+    }
+    results = run(splits, args.models.split(","), args.index.split(","), args.k, args.repository, protocol)
+    write(results, args.out, parents_for({item.label for item in first.gallery}))
+    print((args.out / "report.md").read_text())
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from lab.train.autoencoder import AutoencoderParams
+    from lab.train.heads import HeadParams
+    from lab.train.runner import TrainJob, train
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    name = args.name or f"{args.kind}_{args.dataset.name.lower()}"
+    job = TrainJob(
+        args.kind,
+        args.dataset,
+        name,
+        args.repository,
+        args.out / name,
+        args.backbone,
+        args.queries_per_class,
+        args.seed,
+        args.cache,
+        tune_blocks=args.tune_blocks,
+    )
+    head = HeadParams(
+        out_dim=args.dim,
+        epochs=args.epochs or 30,
+        margin=args.margin,
+        distance=args.distance,
+        mining=args.mining,
+        m_per_class=args.m_per_class,
+    )
+    result = train(job, head, AutoencoderParams(epochs=args.epochs or 8))
+    history = result.history
+    print(
+        f"trained {name} ({args.kind}) on {result.train_images} images, validated on "
+        f"{result.validation_images}; best epoch {history.best_epoch}/{len(history.loss)}: validation "
+        f"P@{history.k} {history.validation_precision[history.best_epoch - 1]:.3f}\n"
+        f"checkpoint {result.checkpoint}, curves {job.out / 'curves.png'}\n"
+        f"exported to {args.repository / name}; {result.export_check}"
+    )
+
+
+def cmd_study(args: argparse.Namespace) -> None:
+    from lab.eval.study import StudyOptions, rewrite_report, run_study
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    seeds = tuple(int(s) for s in args.seeds.split(","))
+    options = StudyOptions(args.data, args.out, args.work, seeds, classes=args.classes)
+    command = "imsearch study" + (f" --seeds {args.seeds}" if args.seeds != "0" else "")
+    print(f"wrote {(rewrite_report if args.report_only else run_study)(options, command)}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="imsearch", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the whole suite on embedded defaults")
+    serve.add_argument("--data-dir", type=Path, default=Path("data"), help="Qdrant shards and Redis data")
+    serve.add_argument("--listen", default=None, help="gateway address (default 127.0.0.1:50050)")
+    serve.add_argument("--config", type=Path, default=None, help="TOML settings file (or IMSEARCH_CONFIG)")
+    serve.set_defaults(func=cmd_serve)
+
+    def client_parser(name: str, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text)
+        p.add_argument("--gateway", default=None, help="gateway HOST:PORT (or IMSEARCH_GATEWAY)")
+        return p
+
+    index = client_parser("index", "add the images under folders (label = folder name)")
+    index.add_argument("paths", nargs="+", type=Path)
+    index.set_defaults(func=cmd_index)
+
+    search = client_parser("search", "find images similar to IMAGE")
+    search.add_argument("image", type=Path)
+    search.add_argument("--top-k", type=int, default=10)
+    search.add_argument("--index", choices=sorted(INDEX_KINDS), default="hnsw")
+    search.add_argument("--filter", default=None, help='metadata filter as JSON, e.g. \'{"label": "cat"}\'')
+    search.add_argument("--rerank", choices=["default", "on", "off"], default="default")
+    search.add_argument("--json", action="store_true", help="print JSON")
+    search.set_defaults(func=cmd_search)
+
+    models = sub.add_parser("models", help="the model zoo: list recipes, export them to ONNX")
+    models_sub = models.add_subparsers(dest="models_command", required=True)
+    listing = models_sub.add_parser(
+        "list", help="every model, whether its real weights are here, what is exported"
+    )
+    listing.add_argument("--repository", type=Path, default=Path("model_repository"))
+    listing.set_defaults(func=cmd_models_list)
+    exporting = models_sub.add_parser("export", help="build NAME's ONNX file and Triton config, check parity")
+    exporting.add_argument("name")
+    exporting.add_argument(
+        "--weights", default="pretrained", help="pretrained (default), random, or a checkpoint"
+    )
+    exporting.add_argument("--fp16", action="store_true", help="float16 weights and arithmetic")
+    exporting.add_argument("--repository", type=Path, default=Path("model_repository"))
+    exporting.set_defaults(func=cmd_models_export)
+    codebook = models_sub.add_parser("fit-codebook", help="learn the ORB bag-of-words codebook from images")
+    codebook.add_argument("--dataset", type=Path, required=True)
+    codebook.add_argument("--words", type=int, default=256)
+    codebook.add_argument("--max-images", type=int, default=1000)
+    codebook.add_argument("--repository", type=Path, default=Path("model_repository"))
+    codebook.set_defaults(func=cmd_models_fit_codebook)
+
+    evaluation = sub.add_parser(
+        "eval", help="retrieval quality and speed of models and indexes on a labelled set"
+    )
+    evaluation.add_argument("--dataset", type=Path, required=True, help="one folder per class")
+    evaluation.add_argument("--models", default="efficientnet_lite0")
+    evaluation.add_argument("--index", default="exact,kdtree,lsh,hnsw")
+    evaluation.add_argument("--queries-per-class", type=int, default=3)
+    evaluation.add_argument("--classes", type=int, default=None, help="a random subset of this many classes")
+    evaluation.add_argument("--k", type=int, default=10)
+    evaluation.add_argument("--seed", default="0", help="split seed; several (0,1,2): means over seeds")
+    evaluation.add_argument("--out", type=Path, default=Path("eval-out"))
+    evaluation.add_argument("--repository", type=Path, default=Path("model_repository"))
+    evaluation.set_defaults(func=cmd_eval)
+
+    training = sub.add_parser(
+        "train", help="train a head, a triplet head or an autoencoder, and export it as a model"
+    )
+    training.add_argument("kind", choices=["head", "triplet", "autoencoder"])
+    training.add_argument("--dataset", type=Path, required=True, help="one folder per class")
+    training.add_argument("--name", default=None, help="model name (default KIND_DATASET)")
+    training.add_argument("--backbone", default="efficientnet_lite2", help="head/triplet: frozen backbone")
+    training.add_argument(
+        "--queries-per-class", type=int, default=3, help="the evaluation's queries, never trained on"
+    )
+    training.add_argument("--seed", type=int, default=0, help="the evaluation split's seed")
+    training.add_argument("--epochs", type=int, default=None, help="default 30 (heads), 8 (autoencoder)")
+    training.add_argument("--dim", type=int, default=512, help="head/triplet: embedding size")
+    training.add_argument(
+        "--tune-blocks", type=int, default=0, help="head/triplet: also fine-tune the backbone's last N blocks"
+    )
+    training.add_argument("--margin", type=float, default=0.2, help="triplet margin")
+    training.add_argument("--distance", choices=["cosine", "euclidean"], default="cosine")
+    training.add_argument("--mining", choices=["semihard", "hard", "all"], default="semihard")
+    training.add_argument("--m-per-class", type=int, default=16, help="triplet: images per class in a batch")
+    training.add_argument("--repository", type=Path, default=Path("model_repository"))
+    training.add_argument("--out", type=Path, default=Path("build/train"), help="checkpoints and curves")
+    training.add_argument("--cache", type=Path, default=Path("build/cache"), help="backbone features")
+    training.set_defaults(func=cmd_train)
+
+    study = sub.add_parser("study", help="the whole evaluation study: train, evaluate, write docs/results.md")
+    study.add_argument("--data", type=Path, default=Path("../shared/data"), help="caltech101/ and cosplay/")
+    study.add_argument("--out", type=Path, default=Path("docs"))
+    study.add_argument("--work", type=Path, default=Path("build/study"), help="models, checkpoints, caches")
+    study.add_argument("--seeds", default="0", help="split seeds, e.g. 0,1,2 (means over seeds)")
+    study.add_argument("--classes", type=int, default=None, help="a random subset of classes (smoke test)")
+    study.add_argument(
+        "--report-only", action="store_true", help="rewrite the report from the last run's results.json"
+    )
+    study.set_defaults(func=cmd_study)
+
+    from cli.loadtest import add_loadtest_arguments
+
+    loadtest = client_parser("loadtest", "measure QPS and latency of Search against a running gateway")
+    add_loadtest_arguments(loadtest)
+    loadtest.set_defaults(func=cmd_loadtest)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except grpc.RpcError as exc:
+        sys.exit(f"error: {exc.code().name}: {exc.details()}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,84 @@
+"""One generic service app: gRPC server + health + reflection + metrics endpoint + graceful stop.
+
+Each service builds its core (the encoder, the index engine, the search pipeline), says how to
+register its servicer, and gets back a `ServiceApp` that is SERVING once started. Its
+`__main__` is `run_service(...)`: settings from flags, environment and file, then run until
+SIGINT/SIGTERM.
+"""
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Generic, Protocol, TypeVar
+
+import grpc
+from pydantic_settings import BaseSettings
+
+from imsearch.core.metrics import ServiceMetrics
+from imsearch.core.runner import run_until_signal
+from imsearch.core.server import RunningServer, create_server
+from imsearch.core.settings import settings_from_command_line
+
+log = logging.getLogger(__name__)
+
+
+class Closeable(Protocol):
+    def close(self) -> None: ...
+
+
+C = TypeVar("C", bound=Closeable)
+S = TypeVar("S", bound=BaseSettings)
+
+
+@dataclass
+class ServiceApp(Generic[C]):
+    """A started service. `core` is what its servicer serves; stopping closes it after the server."""
+
+    name: str
+    server: RunningServer
+    core: C
+    metrics: ServiceMetrics
+    metrics_port: int | None  # None: no /metrics endpoint
+
+    @property
+    def address(self) -> str:
+        return self.server.address
+
+    def stop(self, grace: float | None = 2.0) -> None:
+        self.server.stop(grace)  # NOT_SERVING first, then in-flight calls get `grace` seconds
+        self.core.close()
+
+
+def start_service(
+    name: str,
+    core: C,
+    register: Callable[[grpc.Server], None],
+    service_names: Sequence[str],
+    listen: str,
+    metrics: ServiceMetrics,
+    metrics_port: int,
+) -> ServiceApp[C]:
+    """Serves `core` on `listen` (port 0: a free one) and /metrics on `metrics_port` (0: a free
+    one, -1: none); marks the service SERVING. If anything fails, `core` is closed."""
+    try:
+        server = create_server(register, service_names, listen, metrics)
+    except BaseException:
+        core.close()
+        raise
+    try:
+        bound_metrics_port = metrics.serve_http(metrics_port) if metrics_port >= 0 else None
+    except BaseException:
+        server.stop(0)
+        core.close()
+        raise
+    server.set_serving(True)
+    return ServiceApp(name, server, core, metrics, bound_metrics_port)
+
+
+def run_service(
+    name: str, settings_cls: type[S], start: Callable[[S], ServiceApp[C]], argv: Sequence[str]
+) -> None:
+    """`python -m services.<name>`: reads settings (section `[name]` of the TOML file), starts the
+    service and serves until SIGINT or SIGTERM."""
+    app = start(settings_from_command_line(settings_cls, name, argv))
+    run_until_signal(f"{name} listening on {app.address}", app.stop)

@@ -1,0 +1,31 @@
+"""One domain exception hierarchy; each class carries the gRPC status code it maps to.
+
+Core code raises these and never touches transport errors; the server interceptor in
+`imsearch.core.server` turns them into `context.abort(code, message)`.
+"""
+
+import grpc
+
+
+class ImsearchError(Exception):
+    code: grpc.StatusCode = grpc.StatusCode.INTERNAL
+
+
+class InvalidArgument(ImsearchError):
+    code = grpc.StatusCode.INVALID_ARGUMENT
+
+
+class NotFound(ImsearchError):
+    code = grpc.StatusCode.NOT_FOUND
+
+
+class ResourceExhausted(ImsearchError):
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+class FailedPrecondition(ImsearchError):
+    code = grpc.StatusCode.FAILED_PRECONDITION
+
+
+class Unavailable(ImsearchError):
+    code = grpc.StatusCode.UNAVAILABLE

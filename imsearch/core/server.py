@@ -1,0 +1,145 @@
+"""gRPC server factory shared by the three services.
+
+`create_server` builds a server with the error/metrics interceptor, the standard health
+service (NOT_SERVING until the caller marks it ready) and server reflection, binds it and
+returns the bound port, so tests can bind port 0.
+"""
+
+import logging
+from collections.abc import Callable, Sequence
+from concurrent import futures
+from dataclasses import dataclass
+from time import perf_counter
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from imsearch.core.errors import ImsearchError
+from imsearch.core.metrics import ServiceMetrics
+
+log = logging.getLogger(__name__)
+
+# Images are the largest messages: allow 64 MiB (the gateway rejects bigger files itself).
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+GRPC_OPTIONS = [
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+]
+
+
+class ErrorAndMetricsInterceptor(grpc.ServerInterceptor):
+    """Maps domain errors to status codes and records latency and outcome of every RPC."""
+
+    def __init__(self, metrics: ServiceMetrics) -> None:
+        self._metrics = metrics
+
+    def intercept_service(self, continuation: Callable[[Any], Any], details: grpc.HandlerCallDetails) -> Any:
+        handler = continuation(details)
+        if handler is None or handler.response_streaming:
+            return handler
+        service, _, method = details.method.lstrip("/").rpartition("/")
+        if service.startswith("grpc."):  # health and reflection: not our API
+            return handler
+        if handler.request_streaming:
+            return grpc.stream_unary_rpc_method_handler(
+                self._wrap(handler.stream_unary, service, method),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        return grpc.unary_unary_rpc_method_handler(
+            self._wrap(handler.unary_unary, service, method),
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+    def _wrap(self, behaviour: Callable[[Any, Any], Any], service: str, method: str) -> Any:
+        metrics = self._metrics
+
+        def wrapped(request: Any, context: grpc.ServicerContext) -> Any:
+            start = perf_counter()
+            code = grpc.StatusCode.OK
+            try:
+                return behaviour(request, context)
+            except ImsearchError as exc:
+                code = exc.code
+                context.abort(code, str(exc))
+            except grpc.RpcError as exc:
+                # A downstream service failed: pass its status on (UNAVAILABLE, INVALID_ARGUMENT...).
+                code = exc.code() if hasattr(exc, "code") else grpc.StatusCode.UNKNOWN
+                if code is None or code == grpc.StatusCode.OK:
+                    raise
+                detail = exc.details() if hasattr(exc, "details") else str(exc)
+                context.abort(code, f"downstream: {detail}")
+            except Exception:
+                code = grpc.StatusCode.INTERNAL
+                log.exception("%s/%s failed", service, method)
+                context.abort(code, "internal error; see the server log")
+            finally:
+                metrics.handled.labels(service, method, code.name).inc()
+                metrics.handling_seconds.labels(service, method).observe(perf_counter() - start)
+
+        return wrapped
+
+
+@dataclass
+class RunningServer:
+    server: grpc.Server
+    host: str
+    port: int
+    health: health.HealthServicer
+
+    @property
+    def address(self) -> str:
+        """Where clients reach it: the bound host with the port actually bound (port 0 resolved)."""
+        return f"{self.host}:{self.port}"
+
+    def set_serving(self, serving: bool = True) -> None:
+        status = (
+            health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        self.health.set("", status)
+
+    def stop(self, grace: float | None = 2.0) -> None:
+        self.set_serving(False)
+        self.server.stop(grace).wait()
+
+
+def create_server(
+    register: Callable[[grpc.Server], None],
+    service_names: Sequence[str],
+    address: str,
+    metrics: ServiceMetrics,
+    max_workers: int = 32,
+) -> RunningServer:
+    """Builds and starts a server; `address` with port 0 binds a free port."""
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=max_workers),
+        interceptors=[ErrorAndMetricsInterceptor(metrics)],
+        options=GRPC_OPTIONS,
+    )
+    register(server)
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        [*service_names, health.SERVICE_NAME, reflection.SERVICE_NAME], server
+    )
+    port = server.add_insecure_port(address)
+    if port == 0:
+        raise RuntimeError(f"could not bind {address}")
+    running = RunningServer(server, address.rpartition(":")[0], port, health_servicer)
+    running.set_serving(False)
+    server.start()
+    return running
+
+
+def wait_for_channel(target: str, timeout: float = 30.0) -> grpc.Channel:
+    """Opens a channel to `target` and waits until it is connected.
+
+    Round-robin over every address the name resolves to: with `dns:///encoder:50051` and a
+    headless Kubernetes Service, requests spread over all encoder replicas, not just one.
+    """
+    channel = grpc.insecure_channel(target, options=[*GRPC_OPTIONS, ("grpc.lb_policy_name", "round_robin")])
+    grpc.channel_ready_future(channel).result(timeout=timeout)
+    return channel
