@@ -19,6 +19,7 @@ import redis
 
 from bench.vectors import build
 from devtools.embedded_redis import EmbeddedRedis
+from imsearch.core.index_kind import IndexKind
 from imsearch.core.metrics import ServiceMetrics
 from services.index.engine import IndexEngine
 from services.index.stores.qdrant_edge import QdrantEdgeStore
@@ -57,8 +58,8 @@ def main() -> None:
             flush=True,
         )
 
-        latency: dict[str, list[float]] = {"exact": [], "hnsw": [], "lsh": []}
-        recall: dict[str, list[float]] = {"exact": [], "hnsw": [], "lsh": []}
+        latency: dict[IndexKind, list[float]] = {kind: [] for kind in IndexKind}
+        recall: dict[IndexKind, list[float]] = {kind: [] for kind in IndexKind}
         candidates: list[float] = []
         scored: list[float] = []
         for q, query in enumerate(data.queries):
@@ -68,7 +69,7 @@ def main() -> None:
                 outcome = engine.search("bench", query.tolist(), K, index, None, False)
                 latency[index].append(time.perf_counter() - began)
                 recall[index].append(len(expected & {h.id for h in outcome.hits}) / K)
-                if index == "lsh":
+                if index is IndexKind.LSH:
                     candidates.append(outcome.candidates / len(ids))
                     scored.append(outcome.candidates_scored / len(ids))
         memory = redis.Redis.from_url(redis_server.url).info("memory")["used_memory"]
@@ -80,8 +81,8 @@ def main() -> None:
         "dataset": data.description,
         "recall_at_10": {index: float(np.mean(values)) for index, values in recall.items()},
         "median_qps": qps,
-        "hnsw_speedup_vs_exact": qps["hnsw"] / qps["exact"],
-        "lsh_speedup_vs_exact": qps["lsh"] / qps["exact"],
+        "hnsw_speedup_vs_exact": qps[IndexKind.HNSW] / qps[IndexKind.EXACT],
+        "lsh_speedup_vs_exact": qps[IndexKind.LSH] / qps[IndexKind.EXACT],
         "lsh_fraction_in_buckets_mean": float(np.mean(candidates)),
         "lsh_fraction_rescored_mean": float(np.mean(scored)),
         "lsh_redis_memory_mb": memory / 2**20,

@@ -24,7 +24,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from bench.queries import gallery_and_queries
 from devtools.embedded_redis import EmbeddedRedis
 from devtools.ports import free_port
-from imsearch.client import INDEX_KINDS, SearchClient
+from imsearch.client import SearchClient
+from imsearch.core.index_kind import IndexKind
 from imsearch.core.metrics import ServiceMetrics
 from imsearch.core.server import wait_for_channel
 from imsearch.v1 import encoder_pb2, encoder_pb2_grpc, index_pb2, index_pb2_grpc
@@ -62,7 +63,7 @@ def main() -> None:
     parser.add_argument("--gallery", type=int, default=1000)
     parser.add_argument("--queries", type=int, default=50)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--index", default="hnsw", choices=["hnsw", "exact", "lsh"])
+    parser.add_argument("--index", type=IndexKind, default=IndexKind.HNSW, choices=list(IndexKind))
     args = parser.parse_args()
     gallery, queries, source = gallery_and_queries(args.gallery, args.queries)
     with tempfile.TemporaryDirectory() as tmp:
@@ -95,7 +96,7 @@ def main() -> None:
             # The two hops the gateway makes, called directly, to see where the overhead goes.
             encoder_stub = encoder_pb2_grpc.EncoderServiceStub(wait_for_channel(addresses["encoder"]))
             index_stub = index_pb2_grpc.IndexServiceStub(wait_for_channel(addresses["index"]))
-            kind = INDEX_KINDS[args.index]
+            kind = args.index.to_proto()
 
             def encoder_rpc(image: bytes) -> None:
                 encoder_stub.Encode(encoder_pb2.EncodeRequest(images=[image]))

@@ -23,7 +23,8 @@ import grpc
 import numpy as np
 from prometheus_client.parser import text_string_to_metric_families
 
-from imsearch.client import INDEX_KINDS, SearchClient, gateway_address
+from imsearch.client import SearchClient, gateway_address
+from imsearch.core.index_kind import IndexKind
 from lab.datasets import labelled_images
 
 DEFAULT_METRICS = "http://127.0.0.1:9100/metrics,http://127.0.0.1:9101/metrics,http://127.0.0.1:9102/metrics"
@@ -38,7 +39,7 @@ def add_loadtest_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--duration", type=float, default=10.0, help="seconds to run")
     parser.add_argument("--count", type=int, default=None, help="requests to send (instead of --duration)")
     parser.add_argument("--top-k", type=int, default=10)
-    parser.add_argument("--index", choices=sorted(INDEX_KINDS), default="hnsw")
+    parser.add_argument("--index", choices=[kind.value for kind in IndexKind], default=IndexKind.HNSW.value)
     parser.add_argument("--warmup", type=int, default=5, help="requests sent before measuring")
     parser.add_argument(
         "--metrics", default=DEFAULT_METRICS, help="comma-separated /metrics URLs ('' = none)"

@@ -12,7 +12,8 @@ from typing import Any
 
 import grpc
 
-from imsearch.client import INDEX_KINDS, SearchClient, gateway_address
+from imsearch.client import SearchClient, gateway_address
+from imsearch.core.index_kind import IndexKind
 from imsearch.core.runner import run_until_signal
 from imsearch.core.settings import read_config_file
 from imsearch.core.structs import to_dict
@@ -121,7 +122,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
     seeds = [int(s) for s in args.seed.split(",")]
     splits = {seed: split(args.dataset, args.queries_per_class, seed, args.classes) for seed in seeds}
     first = splits[seeds[0]]
-    protocol = {
+    protocol: dict[str, str | int] = {
         "dataset": args.dataset.name,
         "gallery images": len(first.gallery),
         "queries": len(first.queries),
@@ -204,7 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     search = client_parser("search", "find images similar to IMAGE")
     search.add_argument("image", type=Path)
     search.add_argument("--top-k", type=int, default=10)
-    search.add_argument("--index", choices=sorted(INDEX_KINDS), default="hnsw")
+    search.add_argument("--index", choices=[kind.value for kind in IndexKind], default=IndexKind.HNSW.value)
     search.add_argument("--filter", default=None, help='metadata filter as JSON, e.g. \'{"label": "cat"}\'')
     search.add_argument("--rerank", choices=["default", "on", "off"], default="default")
     search.add_argument("--json", action="store_true", help="print JSON")

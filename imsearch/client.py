@@ -6,16 +6,12 @@ from typing import Any
 
 import grpc
 
+from imsearch.core.index_kind import IndexKind
 from imsearch.core.server import GRPC_OPTIONS
 from imsearch.core.structs import to_struct
-from imsearch.v1 import index_pb2, search_pb2, search_pb2_grpc
+from imsearch.v1 import search_pb2, search_pb2_grpc
 
 DEFAULT_GATEWAY = "127.0.0.1:50050"
-INDEX_KINDS = {
-    "hnsw": index_pb2.INDEX_KIND_HNSW,
-    "lsh": index_pb2.INDEX_KIND_LSH,
-    "exact": index_pb2.INDEX_KIND_EXACT,
-}
 
 
 def gateway_address(flag: str | None) -> str:
@@ -38,7 +34,7 @@ class SearchClient:
         self,
         image: bytes,
         top_k: int = 10,
-        index: str = "hnsw",
+        index: IndexKind | str = IndexKind.HNSW,
         metadata_filter: dict[str, Any] | None = None,
         rerank: bool | None = None,
     ) -> search_pb2.SearchResponse:
@@ -46,7 +42,7 @@ class SearchClient:
         request = search_pb2.SearchRequest(
             image=image,
             top_k=top_k,
-            index=INDEX_KINDS[index],
+            index=IndexKind.parse(index).to_proto(),
             filter=to_struct(metadata_filter or {}),
             rerank=mode[rerank],
         )

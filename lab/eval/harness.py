@@ -12,23 +12,32 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import redis
 from sklearn.neighbors import KDTree
 
 from devtools.embedded_redis import EmbeddedRedis
+from imsearch.core.index_kind import IndexKind
 from imsearch.core.metrics import ServiceMetrics
 from lab.eval import metrics as m
 from lab.eval.protocol import Split
+from lab.eval.results import (
+    EVAL_INDEXES,
+    KDTREE,
+    Estimate,
+    EvalResults,
+    IndexOutcome,
+    ModelResult,
+    SplitOutcome,
+    Timing,
+)
 from services.encoder.engine import Encoder
 from services.encoder.settings import EncoderSettings
 from services.index.engine import IndexEngine
 from services.index.stores.qdrant_edge import QdrantEdgeStore
 from services.index.stores.redis_lsh import LshParams, RedisLshStore
 
-INDEXES = ("exact", "kdtree", "lsh", "hnsw")
 AT_K: dict[str, Callable[[list[bool], int, int], float]] = {
     "precision": m.precision_at_k,
     "recall": m.recall_at_k,
@@ -36,18 +45,6 @@ AT_K: dict[str, Callable[[list[bool], int, int], float]] = {
     "ap": m.average_precision_at_k,
     "ndcg": m.ndcg_at_k,
 }
-
-
-def summary(values: list[float]) -> dict[str, float]:
-    """Mean and the half-width of a normal-approximation 95% confidence interval."""
-    array = np.asarray(values, dtype=np.float64)
-    half = 1.96 * float(array.std(ddof=1)) / np.sqrt(len(array)) if len(array) > 1 else 0.0
-    return {"mean": float(array.mean()), "ci95": half}
-
-
-def timing(seconds: list[float]) -> dict[str, float]:
-    ms = np.asarray(seconds) * 1000
-    return {"p50": float(np.median(ms)), "p95": float(np.percentile(ms, 95)), "qps": float(1000 / ms.mean())}
 
 
 class EmbeddingCache:
@@ -75,7 +72,7 @@ def evaluate_split(
     engine: IndexEngine,
     collection: str,
     cache: EmbeddingCache,
-) -> dict[str, Any]:
+) -> SplitOutcome:
     labels = np.asarray([item.label for item in data.gallery])
     gallery = cache.get([item.path for item in data.gallery])
     engine.ensure_collection(collection, gallery.shape[1])
@@ -85,15 +82,14 @@ def evaluate_split(
             collection, [(ids[i], gallery[i], {}) for i in range(start, min(start + 512, len(ids)))]
         )
     engine.wait_for_optimize()
-    if "hnsw" in indexes:
+    if IndexKind.HNSW in indexes:
         engine.optimize(collection)
-    tree = KDTree(gallery) if "kdtree" in indexes else None
+    tree = KDTree(gallery) if KDTREE in indexes else None
 
     def search(index: str, query: np.ndarray) -> list[int]:
-        if index == "kdtree":
-            assert tree is not None
+        if tree is not None and index == KDTREE:
             return [int(i) for i in tree.query(query[None, :], k=k, return_distance=False)[0]]
-        return [int(h.id) for h in engine.search(collection, query, k, index, None, False).hits]
+        return [int(h.id) for h in engine.search(collection, query, k, IndexKind(index), None, False).hits]
 
     scores: dict[str, dict[str, list[float]]] = {i: {name: [] for name in AT_K} for i in indexes}
     ann_recall: dict[str, list[float]] = {i: [] for i in indexes}
@@ -120,59 +116,50 @@ def evaluate_split(
             for name, metric in AT_K.items():
                 scores[index][name].append(metric(ranked, relevant, k))
             ann_recall[index].append(len(exact_top & set(found)) / k)
-    return {
-        "encode_ms": timing(encode_seconds),
-        "map_full": summary(full_ap),
-        "per_class": {
+    return SplitOutcome(
+        encode_ms=Timing.of(encode_seconds),
+        map_full=Estimate.of(full_ap),
+        per_class={
             label: {name: float(np.mean(values)) for name, values in metrics.items()}
             for label, metrics in sorted(by_class.items())
         },
-        "indexes": {
-            index: {
-                "at_k": {name: summary(values) for name, values in scores[index].items()},
-                "ann_recall": summary(ann_recall[index]),
-                "search_ms": timing(search_seconds[index]),
-            }
+        indexes={
+            index: IndexOutcome(
+                at_k={name: Estimate.of(values) for name, values in scores[index].items()},
+                ann_recall=Estimate.of(ann_recall[index]),
+                search_ms=Timing.of(search_seconds[index]),
+            )
             for index in indexes
         },
-    }
+    )
 
 
-def combine_seeds(runs: list[dict[str, Any]]) -> dict[str, Any]:
+def combine_seeds(runs: list[SplitOutcome]) -> SplitOutcome:
     """One seed: its own figures (CI over queries). Several: means of the per-seed means, with the
     CI over seeds; timings are the per-seed medians' median."""
     if len(runs) == 1:
         return runs[0]
-
-    def values(*path: str) -> list[float]:
-        picked = []
-        for run in runs:
-            value: Any = run
-            for key in path:
-                value = value[key]
-            picked.append(float(value))
-        return picked
-
     first = runs[0]
-    return {
-        "encode_ms": {key: float(np.median(values("encode_ms", key))) for key in first["encode_ms"]},
-        "map_full": summary(values("map_full", "mean")),
-        "per_class": {
-            label: {name: float(np.mean(values("per_class", label, name))) for name in AT_K}
-            for label in first["per_class"]
+
+    def over_seeds(estimates: list[Estimate]) -> Estimate:
+        return Estimate.of([e.mean for e in estimates])
+
+    return SplitOutcome(
+        encode_ms=Timing.median_of([r.encode_ms for r in runs]),
+        map_full=over_seeds([r.map_full for r in runs]),
+        per_class={
+            label: {name: float(np.mean([r.per_class[label][name] for r in runs])) for name in AT_K}
+            for label in first.per_class
         },
-        "indexes": {
-            index: {
-                "at_k": {name: summary(values("indexes", index, "at_k", name, "mean")) for name in AT_K},
-                "ann_recall": summary(values("indexes", index, "ann_recall", "mean")),
-                "search_ms": {
-                    key: float(np.median(values("indexes", index, "search_ms", key)))
-                    for key in first["indexes"][index]["search_ms"]
-                },
-            }
-            for index in first["indexes"]
+        indexes={
+            index: IndexOutcome(
+                at_k={name: over_seeds([r.indexes[index].at_k[name] for r in runs]) for name in AT_K},
+                ann_recall=over_seeds([r.indexes[index].ann_recall for r in runs]),
+                search_ms=Timing.median_of([r.indexes[index].search_ms for r in runs]),
+            )
+            for index in first.indexes
         },
-    }
+    )
 
 
 def run(
@@ -181,14 +168,14 @@ def run(
     indexes: list[str],
     k: int,
     model_repository: Path,
-    protocol: dict[str, Any],
+    protocol: dict[str, str | int],
     labels: dict[str, str] | None = None,
-) -> dict[str, Any]:
+) -> EvalResults:
     """`splits` by seed. `models` is a list, or per seed a list (models trained on that seed's
     split), in which case `labels` names the row each per-seed model is reported under."""
-    unknown = sorted(set(indexes) - set(INDEXES))
+    unknown = sorted(set(indexes) - set(EVAL_INDEXES))
     if unknown:
-        raise ValueError(f"unknown index {unknown}; choose from {', '.join(INDEXES)}")
+        raise ValueError(f"unknown index {unknown}; choose from {', '.join(EVAL_INDEXES)}")
     per_seed = models if isinstance(models, dict) else {seed: models for seed in splits}
     names = sorted({name for seed_models in per_seed.values() for name in seed_models})
     encoder = Encoder(
@@ -199,8 +186,8 @@ def run(
     )
     for model in names:  # fail before hours of work, not after
         encoder.model(model)
-    rows: dict[str, list[dict[str, Any]]] = {}
-    specs: dict[str, Any] = {}
+    rows: dict[str, list[SplitOutcome]] = {}
+    specs: dict[str, tuple[int, str]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         redis_server = EmbeddedRedis(Path(tmp) / "redis")
         lsh = RedisLshStore(redis.Redis.from_url(redis_server.url), LshParams())
@@ -216,16 +203,16 @@ def run(
                         )
                         rows.setdefault(row, []).append(outcome)
                 spec = encoder.model(model).spec
-                specs[row] = {"dim": spec.dim, "weights": spec.weights}
+                specs[row] = (spec.dim, spec.weights)
         finally:
             engine.close()
             encoder.close()
             redis_server.stop()
-    return {
-        "protocol": protocol,
-        "k": k,
-        "seeds": sorted(splits),
-        "models": {
-            row: {**specs[row], "seeds": len(runs), **combine_seeds(runs)} for row, runs in rows.items()
+    return EvalResults(
+        protocol=protocol,
+        k=k,
+        seeds=sorted(splits),
+        models={
+            row: ModelResult.of(*specs[row], len(runs), combine_seeds(runs)) for row, runs in rows.items()
         },
-    }
+    )

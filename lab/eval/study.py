@@ -6,17 +6,19 @@ autoencoder on that split's gallery only (never its queries), then evaluate ever
 every index through the service's encoder and index code, and write the report.
 """
 
-import json
 import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from lab.eval.harness import INDEXES, run
+from pydantic import TypeAdapter
+
+from imsearch.core.index_kind import IndexKind
+from lab.eval.harness import run
 from lab.eval.parents import parents_for
 from lab.eval.protocol import Split, split
 from lab.eval.report import write
+from lab.eval.results import EVAL_INDEXES, EvalResults, ModelResult, Seconds, TrainingRecord
 from lab.train.runner import Kind, TrainJob, train
 from lab.zoo.codebook import fit_codebook_on
 from lab.zoo.export import export_if_missing
@@ -83,7 +85,7 @@ def _prepare_pretrained(repository: Path, names: tuple[str, ...]) -> None:
 
 def _models_for_seed(
     options: StudyOptions, dataset: StudySet, seed: int, data: Split, repository: Path
-) -> tuple[list[str], dict[str, str], dict[str, Any]]:
+) -> tuple[list[str], dict[str, str], dict[str, TrainingRecord]]:
     """Fits and trains what learns from this split's gallery; returns the models to evaluate,
     their report rows, and what training recorded."""
     suffix = f"{dataset.name}_s{seed}"
@@ -91,7 +93,7 @@ def _models_for_seed(
     fit_codebook_on([item.path for item in data.gallery], f"the {dataset.name} gallery", repository, codebook)
     models = [*options.pretrained, "color_histogram", codebook]
     labels = {codebook: "orb_bovw"}
-    training: dict[str, Any] = {}
+    training: dict[str, TrainingRecord] = {}
     for trained in options.trained:
         name = f"{trained.key}_{suffix}"
         job = TrainJob(
@@ -102,26 +104,26 @@ def _models_for_seed(
         result = train(job)
         models.append(name)
         labels[name] = options.row(trained)
-        training[name] = {
-            "row": options.row(trained),
-            "train_images": result.train_images,
-            "validation_images": result.validation_images,
-            "best_epoch": result.history.best_epoch,
-            "epochs": len(result.history.loss),
-            "validation_precision": result.history.validation_precision[result.history.best_epoch - 1],
-            "curves": str(job.out / "curves.png"),
-        }
+        training[name] = TrainingRecord(
+            row=options.row(trained),
+            train_images=result.train_images,
+            validation_images=result.validation_images,
+            best_epoch=result.history.best_epoch,
+            epochs=len(result.history.loss),
+            validation_precision=result.history.validation_precision[result.history.best_epoch - 1],
+            curves=str(job.out / "curves.png"),
+        )
     return models, labels, training
 
 
-def run_dataset(options: StudyOptions, dataset: StudySet) -> dict[str, Any]:
+def run_dataset(options: StudyOptions, dataset: StudySet) -> EvalResults:
     repository = options.work / "models"
     began = time.monotonic()
     root = options.data_root / dataset.name
     splits = {s: split(root, dataset.queries_per_class, s, options.classes) for s in options.seeds}
     per_seed: dict[int, list[str]] = {}
     labels: dict[str, str] = {}
-    training: dict[str, Any] = {}
+    training: dict[str, TrainingRecord] = {}
     for seed, data in splits.items():
         per_seed[seed], seed_labels, seed_training = _models_for_seed(
             options, dataset, seed, data, repository
@@ -130,7 +132,7 @@ def run_dataset(options: StudyOptions, dataset: StudySet) -> dict[str, Any]:
         training.update(seed_training)
     trained_seconds = time.monotonic() - began
     first = splits[options.seeds[0]]
-    protocol = {
+    protocol: dict[str, str | int] = {
         "dataset": dataset.name,
         "gallery images": len(first.gallery),
         "queries": len(first.queries),
@@ -138,58 +140,65 @@ def run_dataset(options: StudyOptions, dataset: StudySet) -> dict[str, Any]:
         "seeds": ",".join(map(str, options.seeds)),
         "embeddings": "L2-normalised",
     }
-    results = run(splits, per_seed, list(INDEXES), options.k, repository, protocol, labels)
-    results["training"] = training
-    results["seconds"] = {"fit_and_train": trained_seconds, "total": time.monotonic() - began}
+    results = run(splits, per_seed, list(EVAL_INDEXES), options.k, repository, protocol, labels)
+    results.training = training
+    results.seconds = Seconds(fit_and_train=trained_seconds, total=time.monotonic() - began)
     out = options.out / "results" / dataset.name
     parents = parents_for({item.label for item in first.gallery})
     write(results, out, parents)
     for name, record in training.items():
         if name.endswith(f"_s{options.seeds[0]}"):
-            shutil.copy(record["curves"], out / f"curves_{name.split('_')[0]}.png")
+            shutil.copy(record.curves, out / f"curves_{name.split('_')[0]}.png")
     return results
 
 
-def exact_precision(result: dict[str, Any]) -> float:
-    """A model's mean P@k with exact search: what the tables rank models by."""
-    return float(result["indexes"]["exact"]["at_k"]["precision"]["mean"])
+def best_model(models: dict[str, ModelResult], among: list[str] | None = None) -> str:
+    """The model with the best mean P@k with exact search: what the tables rank models by."""
+    return max(among if among is not None else models, key=lambda m: models[m].precision().mean)
 
 
-def best_model(models: dict[str, dict[str, Any]], among: list[str] | None = None) -> str:
-    return max(among if among is not None else models, key=lambda m: exact_precision(models[m]))
+@dataclass(frozen=True)
+class ReportedRow:
+    """One row the study itself reported (lab/eval/data/study_reported.json)."""
+
+    dataset: str
+    model: str
+    precision: float
+    recall: float
+    ndcg: float | None
 
 
-def reported() -> dict[str, Any]:
-    loaded: dict[str, Any] = json.loads(REPORTED.read_text())
-    return loaded
+@dataclass(frozen=True)
+class Reported:
+    source: str
+    protocol: str
+    rows: list[ReportedRow]
 
 
-def _exact_scores(result: dict[str, Any], index: str = "exact") -> dict[str, Any]:
-    outcome = result["indexes"][index]
-    return {name: outcome["at_k"][name] for name in outcome["at_k"]}
+def reported() -> Reported:
+    return TypeAdapter(Reported).validate_json(REPORTED.read_text())
 
 
-def summary_table(results: dict[str, Any]) -> list[str]:
-    k = results["k"]
+def summary_table(results: EvalResults) -> list[str]:
+    k = results.k
     lines = [
         f"| model | weights | P@{k} | R@{k} | hit@{k} | nDCG@{k} | full mAP | encode p50 ms |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    ranked = sorted(results["models"].items(), key=lambda item: -exact_precision(item[1]))
+    ranked = sorted(results.models.items(), key=lambda item: -item[1].precision().mean)
     for model, result in ranked:
-        at = _exact_scores(result)
+        at = result.indexes[IndexKind.EXACT].at_k
         cells = " | ".join(
-            f"{at[n]['mean']:.3f} ± {at[n]['ci95']:.3f}" for n in ("precision", "recall", "hit_rate", "ndcg")
+            f"{at[n].mean:.3f} ± {at[n].ci95:.3f}" for n in ("precision", "recall", "hit_rate", "ndcg")
         )
-        weights = result["weights"].split(" (")[0]
+        weights = result.weights.split(" (")[0]
         lines.append(
-            f"| {model} | {weights} | {cells} | {result['map_full']['mean']:.3f} | "
-            f"{result['encode_ms']['p50']:.1f} |"
+            f"| {model} | {weights} | {cells} | {result.map_full.mean:.3f} | {result.encode_ms.p50:.1f} |"
         )
     return lines
 
 
-def comparison_table(all_results: dict[str, dict[str, Any]]) -> list[str]:
+def comparison_table(all_results: dict[str, EvalResults]) -> list[str]:
     """The study's quoted figures beside ours: our best model, and our pretrained EfficientNet."""
     study = reported()
     lines = [
@@ -197,22 +206,22 @@ def comparison_table(all_results: dict[str, dict[str, Any]]) -> list[str]:
         "| our hit@10 | our R@10 | our nDCG@10 |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for row in study["rows"]:
-        results = all_results.get(row["dataset"])
+    for row in study.rows:
+        results = all_results.get(row.dataset)
         if results is None:
             continue
-        models = results["models"]
-        if row["model"] == "EfficientNet":
+        models = results.models
+        if row.model == "EfficientNet":
             candidates = [m for m in models if m.startswith("efficientnet")]
         else:
             candidates = list(models)
         ours = best_model(models, candidates)
-        at = _exact_scores(models[ours])
-        ndcg = "n/a" if row["ndcg"] is None else f"{row['ndcg']:.2f}"
+        at = models[ours].indexes[IndexKind.EXACT].at_k
+        ndcg = "n/a" if row.ndcg is None else f"{row.ndcg:.2f}"
         lines.append(
-            f"| {row['dataset']} | {row['model']} | {row['precision']:.2f} | {row['recall']:.2f} | {ndcg} "
-            f"| {ours} | {at['precision']['mean']:.3f} | {at['hit_rate']['mean']:.3f} "
-            f"| {at['recall']['mean']:.3f} | {at['ndcg']['mean']:.3f} |"
+            f"| {row.dataset} | {row.model} | {row.precision:.2f} | {row.recall:.2f} | {ndcg} "
+            f"| {ours} | {at['precision'].mean:.3f} | {at['hit_rate'].mean:.3f} "
+            f"| {at['recall'].mean:.3f} | {at['ndcg'].mean:.3f} |"
         )
     return lines
 
@@ -220,15 +229,14 @@ def comparison_table(all_results: dict[str, dict[str, Any]]) -> list[str]:
 GOAL = 0.96
 
 
-def goal_lines(all_results: dict[str, dict[str, Any]]) -> list[str]:
+def goal_lines(all_results: dict[str, EvalResults]) -> list[str]:
     lines = []
     for name, results in all_results.items():
-        models = results["models"]
-        best = best_model(models)
-        precision = models[best]["indexes"]["exact"]["at_k"]["precision"]
-        verdict = "met" if precision["mean"] >= GOAL else "NOT met"
+        best = best_model(results.models)
+        precision = results.models[best].precision()
+        verdict = "met" if precision.mean >= GOAL else "NOT met"
         lines.append(
-            f"- {name}: best is {best}, P@{results['k']} {precision['mean']:.3f} ± {precision['ci95']:.3f} "
+            f"- {name}: best is {best}, P@{results.k} {precision.mean:.3f} ± {precision.ci95:.3f} "
             f"(exact search): goal {verdict}."
         )
     return lines
@@ -241,12 +249,12 @@ NO_WEIGHTS_HERE = [
 ]
 
 
-def write_results_md(all_results: dict[str, dict[str, Any]], options: StudyOptions, command: str) -> Path:
+def write_results_md(all_results: dict[str, EvalResults], options: StudyOptions, command: str) -> Path:
     from lab.eval.report import parent_tables, protocol_lines, results_table
 
     k = options.k
     study = reported()
-    minutes = sum(r["seconds"]["total"] for r in all_results.values()) / 60
+    minutes = sum(r.seconds.total for r in all_results.values() if r.seconds) / 60
     lines = [
         "# Results: the study reproduced on a stated protocol",
         "",
@@ -274,7 +282,7 @@ def write_results_md(all_results: dict[str, dict[str, Any]], options: StudyOptio
         "",
         *comparison_table(all_results),
         "",
-        f"The study's source and protocol: {study['source']}. Its protocol is {study['protocol']}.",
+        f"The study's source and protocol: {study.source}. Its protocol is {study.protocol}.",
         "",
         "## Goal: precision@10 of at least 0.96 (the study's best rows)",
         "",
@@ -287,14 +295,15 @@ def write_results_md(all_results: dict[str, dict[str, Any]], options: StudyOptio
         ", ".join(f"`{name}`" for name in NO_WEIGHTS_HERE) + ".",
     ]
     for name, results in all_results.items():
+        seconds = results.seconds or Seconds(0.0, 0.0)
         lines += [
             "",
             f"## {name}",
             "",
             *protocol_lines(results),
             "",
-            f"Time: {results['seconds']['total'] / 60:.1f} minutes, of which fitting and training "
-            f"{results['seconds']['fit_and_train'] / 60:.1f}.",
+            f"Time: {seconds.total / 60:.1f} minutes, of which fitting and training "
+            f"{seconds.fit_and_train / 60:.1f}.",
             "",
             "### Models, exact search (sorted by P@10)",
             "",
@@ -309,7 +318,7 @@ def write_results_md(all_results: dict[str, dict[str, Any]], options: StudyOptio
             f"![recall vs QPS](results/{name}/recall_vs_qps.png)",
             "",
         ]
-        parents = parents_for(set(next(iter(results["models"].values()))["per_class"]))
+        parents = parents_for(results.classes())
         if parents:
             lines += [
                 "### Per parent class (as the study's tables 3-5)",
@@ -320,11 +329,11 @@ def write_results_md(all_results: dict[str, dict[str, Any]], options: StudyOptio
                 "",
             ]
         lines += [f"![per class](results/{name}/classes.png)", "", "### Training", ""]
-        for model, record in results.get("training", {}).items():
+        for model, record in results.training.items():
             lines.append(
-                f"- `{model}` ({record['row']}): {record['train_images']} training and "
-                f"{record['validation_images']} validation images; kept epoch {record['best_epoch']} of "
-                f"{record['epochs']}, validation P@{k} {record['validation_precision']:.3f}."
+                f"- `{model}` ({record.row}): {record.train_images} training and "
+                f"{record.validation_images} validation images; kept epoch {record.best_epoch} of "
+                f"{record.epochs}, validation P@{k} {record.validation_precision:.3f}."
             )
         for trained in options.trained:
             lines += ["", f"![{trained.key} curves](results/{name}/curves_{trained.key}.png)"]
@@ -349,7 +358,7 @@ def rewrite_report(options: StudyOptions, command: str, sets: tuple[StudySet, ..
     all_results = {}
     for dataset in sets:
         out = options.out / "results" / dataset.name
-        results = json.loads((out / "results.json").read_text())
-        write(results, out, parents_for(set(next(iter(results["models"].values()))["per_class"])))
+        results = EvalResults.load(out / "results.json")
+        write(results, out, parents_for(results.classes()))
         all_results[dataset.name] = results
     return write_results_md(all_results, options, command)

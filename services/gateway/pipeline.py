@@ -10,6 +10,7 @@ import numpy as np
 from google.protobuf import struct_pb2
 
 from imsearch.core.errors import InvalidArgument
+from imsearch.core.index_kind import IndexKind
 from imsearch.core.metrics import ServiceMetrics
 from imsearch.core.validation import MAX_TOP_K, validate_id, validate_top_k
 from imsearch.v1 import encoder_pb2, encoder_pb2_grpc, index_pb2, index_pb2_grpc, search_pb2
@@ -117,18 +118,16 @@ class SearchPipeline:
         self,
         image: bytes,
         top_k: int,
-        index: int,
+        index: IndexKind,
         metadata_filter: struct_pb2.Struct,
         rerank_mode: int,
     ) -> SearchResult:
         top_k = top_k or DEFAULT_TOP_K
         validate_top_k(top_k)
-        if index not in index_pb2.IndexKind.values():
-            raise InvalidArgument(f"unknown index {index}; use hnsw, lsh or exact")
         if rerank_mode not in search_pb2.Rerank.values():
             raise InvalidArgument(f"unknown rerank mode {rerank_mode}")
         do_rerank = rerank_mode == search_pb2.RERANK_ON or (
-            rerank_mode == search_pb2.RERANK_DEFAULT and index == index_pb2.INDEX_KIND_LSH
+            rerank_mode == search_pb2.RERANK_DEFAULT and index is IndexKind.LSH
         )
         query = self.encode([image])[0]
         fetch = min(MAX_TOP_K, top_k * self._settings.rerank_factor) if do_rerank else top_k
@@ -138,7 +137,7 @@ class SearchPipeline:
                     collection=self.collection,
                     vector=query.tolist(),
                     top_k=fetch,
-                    index=index,  # type: ignore[arg-type]
+                    index=index.to_proto(),
                     filter=metadata_filter,
                     with_vectors=do_rerank,
                 ),

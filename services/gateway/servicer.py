@@ -4,6 +4,7 @@ from collections.abc import Iterator
 
 import grpc
 
+from imsearch.core.index_kind import IndexKind
 from imsearch.v1 import search_pb2, search_pb2_grpc
 from services.gateway.pipeline import SearchPipeline
 
@@ -26,15 +27,14 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
     def Search(
         self, request: search_pb2.SearchRequest, context: grpc.ServicerContext
     ) -> search_pb2.SearchResponse:
-        result = self._pipeline.search(
-            request.image, request.top_k, request.index, request.filter, request.rerank
-        )
+        index = IndexKind.from_proto(request.index)
+        result = self._pipeline.search(request.image, request.top_k, index, request.filter, request.rerank)
         return search_pb2.SearchResponse(
             results=[
                 search_pb2.SearchResult(id=h.id, score=h.score, metadata=h.metadata) for h in result.hits
             ],
             model=self._pipeline.model,
-            index=request.index,
+            index=index.to_proto(),  # the index actually used (the default resolved)
             reranked=result.reranked,
             candidates_scored=result.candidates_scored,
         )

@@ -17,6 +17,7 @@ import numpy as np
 import redis
 
 from imsearch.core.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
+from imsearch.core.index_kind import IndexKind
 from imsearch.core.metrics import ServiceMetrics
 from imsearch.core.validation import validate_id, validate_top_k
 from services.index.stores.base import MetadataFilter, ScoredPoint, StoredPoint, VectorStore
@@ -121,7 +122,7 @@ class IndexEngine:
         points = self._vectors.count(collection)
         lsh_points = self._with_redis(lambda: self._lsh.count(collection))
         self._metrics.index_points.labels(collection, "qdrant").set(points)
-        self._metrics.index_points.labels(collection, "lsh").set(lsh_points)
+        self._metrics.index_points.labels(collection, IndexKind.LSH).set(lsh_points)
         return points, lsh_points
 
     # -- writes -----------------------------------------------------------------------------
@@ -253,7 +254,7 @@ class IndexEngine:
         collection: str,
         values: VectorLike,
         top_k: int,
-        index: str,
+        index: IndexKind,
         metadata_filter: MetadataFilter | None,
         with_vectors: bool,
     ) -> SearchOutcome:
@@ -261,7 +262,7 @@ class IndexEngine:
         query = self._check_vector(collection, values, "query vector")
         query = query / float(np.linalg.norm(query))
         with self._metrics.stage(f"search_{index}"):
-            if index == "lsh":
+            if index is IndexKind.LSH:
                 result = self._with_redis(lambda: self._lsh.search(collection, query, top_k, metadata_filter))
                 hits = result.hits
                 if with_vectors and hits:
@@ -272,7 +273,7 @@ class IndexEngine:
                     for hit in hits:
                         hit.vector = stored[hit.id]
                 return SearchOutcome(hits, result.rescored, result.candidates)
-            exact = index == "exact"
+            exact = index is IndexKind.EXACT
             hits = self._vectors.search(collection, query, top_k, metadata_filter, exact, with_vectors)
             scored = self._vectors.count(collection) if exact else 0
             return SearchOutcome(hits, scored, scored)

@@ -4,23 +4,10 @@ import grpc
 import numpy as np
 
 from imsearch.core.errors import InvalidArgument
+from imsearch.core.index_kind import IndexKind
 from imsearch.core.structs import parse_filter, to_dict, to_struct
 from imsearch.v1 import index_pb2, index_pb2_grpc
 from services.index.engine import IndexEngine
-
-INDEX_NAMES: dict[int, str] = {
-    index_pb2.INDEX_KIND_UNSPECIFIED: "hnsw",
-    index_pb2.INDEX_KIND_HNSW: "hnsw",
-    index_pb2.INDEX_KIND_LSH: "lsh",
-    index_pb2.INDEX_KIND_EXACT: "exact",
-}
-
-
-def index_name(kind: int) -> str:
-    name = INDEX_NAMES.get(kind)
-    if name is None:
-        raise InvalidArgument(f"unknown index {kind}; use hnsw, lsh or exact")
-    return name
 
 
 def require_collection(name: str) -> str:
@@ -72,7 +59,7 @@ class IndexServicer(index_pb2_grpc.IndexServiceServicer):
             require_collection(request.collection),
             request.vector,
             request.top_k,
-            index_name(request.index),
+            IndexKind.from_proto(request.index),
             parse_filter(request.filter),
             request.with_vectors,
         )

@@ -10,6 +10,7 @@ from lab.eval.harness import run
 from lab.eval.parents import load_mapping, parents_for
 from lab.eval.protocol import split
 from lab.eval.report import write
+from lab.eval.results import Estimate, EvalResults
 from tests.conftest import data_dir_or_skip
 from tests.helpers import MODEL_REPOSITORY, caltech_root
 
@@ -47,17 +48,19 @@ def test_harness_scores_every_index_and_writes_the_report(colours: Path, tmp_pat
         MODEL_REPOSITORY,
         {"set": "colours"},
     )
-    model = results["models"]["color_histogram"]
-    for index, outcome in model["indexes"].items():
-        assert outcome["at_k"]["precision"]["mean"] == 1.0, index  # four same-colour images exist
-        assert outcome["at_k"]["recall"]["mean"] == 1.0, index
-        assert outcome["ann_recall"]["mean"] == 1.0, index  # 12 images: every index is exact here
-        assert outcome["search_ms"]["p50"] > 0
-    assert model["map_full"]["mean"] == 1.0
-    assert set(model["per_class"]) == set(COLOURS) and model["per_class"]["red"]["precision"] == 1.0
+    model = results.models["color_histogram"]
+    assert list(model.indexes) == ["exact", "kdtree", "lsh", "hnsw"]
+    for index, outcome in model.indexes.items():
+        assert outcome.at_k["precision"].mean == 1.0, index  # four same-colour images exist
+        assert outcome.at_k["recall"].mean == 1.0, index
+        assert outcome.ann_recall.mean == 1.0, index  # 12 images: every index is exact here
+        assert outcome.search_ms.p50 > 0
+    assert model.map_full.mean == 1.0
+    assert set(model.per_class) == set(COLOURS) and model.per_class["red"]["precision"] == 1.0
     parents = {"red": "Warm", "green": "Cold", "blue": "Cold"}
     write(results, tmp_path / "out", parents)
     assert json.loads((tmp_path / "out" / "results.json").read_text())["k"] == 4
+    assert EvalResults.load(tmp_path / "out" / "results.json") == results  # the file reads back whole
     report = (tmp_path / "out" / "report.md").read_text()
     assert "| color_histogram | lsh | 1.000 ± 0.000" in report
     assert "| Cold (2) | 1.000 |" in report
@@ -69,9 +72,9 @@ def test_harness_scores_every_index_and_writes_the_report(colours: Path, tmp_pat
 def test_several_seeds_average_their_splits(colours: Path) -> None:
     splits = {seed: split(colours, 2, seed) for seed in (0, 1, 2)}
     results = run(splits, ["color_histogram"], ["exact"], 4, MODEL_REPOSITORY, {})
-    model = results["models"]["color_histogram"]
-    assert results["seeds"] == [0, 1, 2] and model["seeds"] == 3
-    assert model["indexes"]["exact"]["at_k"]["precision"] == {"mean": 1.0, "ci95": 0.0}
+    model = results.models["color_histogram"]
+    assert results.seeds == [0, 1, 2] and model.seeds == 3
+    assert model.precision() == Estimate(mean=1.0, ci95=0.0)
 
 
 def test_reviewed_parent_mapping_covers_caltech() -> None:
@@ -96,10 +99,10 @@ def test_reviewed_parent_mapping_covers_caltech() -> None:
 def test_pretrained_model_on_a_caltech_subset() -> None:
     data = split(data_dir_or_skip(caltech_root()), queries_per_class=2, seed=0, classes=4)
     results = run({0: data}, ["efficientnet_lite0"], ["exact", "hnsw"], 10, MODEL_REPOSITORY, {})
-    outcome = results["models"]["efficientnet_lite0"]["indexes"]
-    print(f"\nCaltech-101, 4 classes, 8 queries: P@10 {outcome['exact']['at_k']['precision']['mean']:.2f}")
-    assert outcome["exact"]["at_k"]["precision"]["mean"] >= 0.7
-    assert outcome["hnsw"]["at_k"]["precision"] == outcome["exact"]["at_k"]["precision"]
+    model = results.models["efficientnet_lite0"]
+    print(f"\nCaltech-101, 4 classes, 8 queries: P@10 {model.precision().mean:.2f}")
+    assert model.precision().mean >= 0.7
+    assert model.precision("hnsw") == model.precision("exact")
 
 
 def test_text_model_suggests_parents_offline() -> None:

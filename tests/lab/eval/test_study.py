@@ -1,10 +1,11 @@
 """A small run of the whole study (`imsearch study`) on two cosplay characters."""
 
+import shutil
 from pathlib import Path
 
-from lab.eval.study import TRAINED, StudyOptions, StudySet, run_study
+from lab.eval.study import SETS, TRAINED, StudyOptions, StudySet, rewrite_report, run_study
 from tests.conftest import data_dir_or_skip
-from tests.helpers import DATA, MODEL_REPOSITORY
+from tests.helpers import DATA, MODEL_REPOSITORY, REPO
 
 
 def test_study_writes_the_report_with_every_part(tmp_path: Path) -> None:
@@ -37,3 +38,17 @@ def test_study_writes_the_report_with_every_part(tmp_path: Path) -> None:
     assert "`dinov2_s14`" in report  # listed as having no real weights here, with no numbers
     # 20 queries (10 per character) never trained on: the head is trained on the gallery's 90%.
     assert "queries = 20" in report and "training and" in report
+
+
+def test_report_only_rewrites_the_committed_results_unchanged(tmp_path: Path) -> None:
+    """The committed study's results.json files read back into the typed results and write the
+    same results.json, report.md and results.md (`imsearch study --report-only`)."""
+    docs = tmp_path / "docs"
+    shutil.copytree(REPO / "docs", docs)
+    options = StudyOptions(DATA, docs, tmp_path / "work")
+    assert rewrite_report(options, "imsearch study") == docs / "results.md"
+    for path in [
+        "results.md",
+        *(f"results/{s.name}/{f}" for s in SETS for f in ("results.json", "report.md")),
+    ]:
+        assert (docs / path).read_text() == (REPO / "docs" / path).read_text(), path
