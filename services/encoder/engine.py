@@ -12,6 +12,7 @@ import numpy as np
 
 from imsearch.core.errors import InvalidArgument, NotFound
 from imsearch.core.metrics import ServiceMetrics
+from imsearch.core.validation import validate_name
 from services.encoder.backends.base import InferenceBackend
 from services.encoder.backends.classic import ColorHistogramBackend, OrbBagOfWordsBackend
 from services.encoder.backends.onnxruntime import OnnxRuntimeBackend
@@ -90,7 +91,7 @@ class Encoder:
         )
 
     def model(self, name: str) -> LoadedModel:
-        loaded = self.models.get(name or self.settings.default_model)
+        loaded = self.models.get(validate_name("model", name) if name else self.settings.default_model)
         if loaded is None:
             raise NotFound(f"unknown model {name!r}; available: {', '.join(sorted(self.models))}")
         return loaded

@@ -12,7 +12,7 @@ from google.protobuf import struct_pb2
 from imsearch.core.errors import InvalidArgument
 from imsearch.core.index_kind import IndexKind
 from imsearch.core.metrics import ServiceMetrics
-from imsearch.core.validation import MAX_TOP_K, validate_id, validate_top_k
+from imsearch.core.validation import MAX_TOP_K, validate_id, validate_ids, validate_name, validate_top_k
 from imsearch.v1 import encoder_pb2, encoder_pb2_grpc, index_pb2, index_pb2_grpc, search_pb2
 from services.gateway.settings import GatewaySettings
 
@@ -68,7 +68,7 @@ class SearchPipeline:
         if model is None:
             raise ValueError(f"encoder does not serve model {wanted!r}")
         self.model, self.dim = model.name, model.dim
-        self.collection = settings.collection or model.name
+        self.collection = validate_name("collection", settings.collection or model.name)
         self._index.EnsureCollection(
             index_pb2.EnsureCollectionRequest(collection=self.collection, dim=self.dim),
             timeout=self._timeout,
@@ -151,8 +151,7 @@ class SearchPipeline:
         return SearchResult(hits, do_rerank, int(response.candidates_scored))
 
     def delete(self, ids: Sequence[str]) -> int:
-        for point_id in ids:
-            validate_id(point_id)
+        validate_ids(ids)
         response = self._index.Delete(
             index_pb2.DeleteRequest(collection=self.collection, ids=ids), timeout=self._timeout
         )

@@ -19,7 +19,7 @@ import redis
 from imsearch.core.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from imsearch.core.index_kind import IndexKind
 from imsearch.core.metrics import ServiceMetrics
-from imsearch.core.validation import validate_id, validate_top_k
+from imsearch.core.validation import validate_id, validate_ids, validate_name, validate_top_k
 from services.index.stores.base import MetadataFilter, ScoredPoint, StoredPoint, VectorStore
 from services.index.stores.redis_lsh import RedisLshStore
 
@@ -100,6 +100,7 @@ class IndexEngine:
     # -- collections ------------------------------------------------------------------------
 
     def ensure_collection(self, collection: str, dim: int) -> None:
+        validate_name("collection", collection)
         if not 1 <= dim <= MAX_DIM:
             raise InvalidArgument(f"dim must be between 1 and {MAX_DIM}, got {dim}")
         existing = self._dims.get(collection)
@@ -130,6 +131,7 @@ class IndexEngine:
     def upsert(self, collection: str, items: Sequence[tuple[str, VectorLike, dict[str, Any]]]) -> int:
         if not items:
             raise InvalidArgument("no points given")
+        validate_ids([point_id for point_id, _, _ in items])
         seen: set[str] = set()
         points = []
         for point_id, values, metadata in items:
@@ -159,8 +161,7 @@ class IndexEngine:
         return len(points)
 
     def delete(self, collection: str, ids: Sequence[str]) -> int:
-        for point_id in ids:
-            validate_id(point_id)
+        validate_ids(ids)
         with self._write_lock:
             self._repair_if_needed(collection)
             previous = self._vectors.retrieve(collection, ids)
@@ -284,5 +285,6 @@ class IndexEngine:
             self._vectors.close()
 
     def get_vectors(self, collection: str, ids: Sequence[str]) -> list[StoredPoint]:
+        validate_ids(ids)
         self._dim(collection)
         return self._vectors.retrieve(collection, ids)

@@ -3,17 +3,15 @@
 import grpc
 import numpy as np
 
-from imsearch.core.errors import InvalidArgument
 from imsearch.core.index_kind import IndexKind
 from imsearch.core.structs import parse_filter, to_dict, to_struct
+from imsearch.core.validation import validate_name
 from imsearch.v1 import index_pb2, index_pb2_grpc
 from services.index.engine import IndexEngine
 
 
 def require_collection(name: str) -> str:
-    if not name:
-        raise InvalidArgument("collection name is empty")
-    return name
+    return validate_name("collection", name)
 
 
 class IndexServicer(index_pb2_grpc.IndexServiceServicer):

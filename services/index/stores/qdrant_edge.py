@@ -5,8 +5,7 @@ collection grows (see `services.index.engine`).
 """
 
 import json
-import re
-import shutil
+import logging
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -14,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import qdrant_edge as qe
 
-from imsearch.core.errors import NotFound
+from imsearch.core.errors import FailedPrecondition, InvalidArgument, NotFound
+from imsearch.core.validation import is_valid_name, validate_name
 from services.index.stores.base import MetadataFilter, ScoredPoint, StoredPoint
 from services.index.stores.qdrant_payload import (
     in_request_order,
@@ -25,7 +25,7 @@ from services.index.stores.qdrant_payload import (
     stored_point,
 )
 
-_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+log = logging.getLogger(__name__)
 
 
 def _edge_filter(metadata_filter: MetadataFilter | None) -> qe.Filter | None:
@@ -57,9 +57,17 @@ class QdrantEdgeStore:
         self._shards: dict[str, qe.EdgeShard] = {}
         self._dims: dict[str, int] = {}
         for path in sorted(p for p in root.iterdir() if p.is_dir()):
-            shard = qe.EdgeShard.load(str(path))
+            if not is_valid_name(path.name):
+                log.warning("ignoring %s: not a collection name", path)
+                continue
+            try:
+                shard = qe.EdgeShard.load(str(path))
+                dim = next(iter(shard_vectors(path).values()))
+            except Exception:  # never delete a shard we cannot read: leave it for a person
+                log.exception("ignoring shard %s: it does not load", path)
+                continue
             self._shards[path.name] = shard
-            self._dims[path.name] = next(iter(shard_vectors(path).values()))
+            self._dims[path.name] = dim
 
     def _config(self, dim: int) -> qe.EdgeConfig:
         return qe.EdgeConfig(
@@ -77,11 +85,19 @@ class QdrantEdgeStore:
         with self._lock:
             if name in self._shards:
                 return
-            path = self._root / name
-            if path.exists():  # a half-made shard from a crash during create
-                shutil.rmtree(path)
+            path = self._shard_path(name)
+            if path.exists():  # a shard that did not load at start: never delete it
+                raise FailedPrecondition(
+                    f"collection {name!r} has a shard directory that did not load; see the index log"
+                )
             self._shards[name] = qe.EdgeShard.create(str(path), self._config(dim))
             self._dims[name] = dim
+
+    def _shard_path(self, name: str) -> Path:
+        path = self._root / validate_name("collection", name)
+        if path.resolve().parent != self._root.resolve():  # belt and braces: inside the root only
+            raise InvalidArgument(f"collection name {name!r} is invalid")
+        return path
 
     def _shard(self, name: str) -> qe.EdgeShard:
         shard = self._shards.get(name)

@@ -39,6 +39,7 @@ import numpy as np
 import redis
 
 from imsearch.core.errors import NotFound
+from imsearch.core.validation import validate_name
 from services.index.stores.base import MetadataFilter, ScoredPoint, StoredPoint
 
 # Probe candidates per table: single flips of the 8 least certain bits, pairs among the 6 least.
@@ -122,7 +123,7 @@ class RedisLshStore:
         self._collections: dict[str, _Collection] = {}
 
     def _key(self, collection: str, *parts: object) -> str:
-        return ":".join([self._prefix, collection, *map(str, parts)])
+        return ":".join([self._prefix, validate_name("collection", collection), *map(str, parts)])
 
     def ensure_collection(self, collection: str, dim: int) -> LshParams:
         """Creates the collection's config if new; an existing one keeps its own parameters."""

@@ -122,6 +122,14 @@ def test_unknown_model_is_not_found(stub: encoder_pb2_grpc.EncoderServiceStub) -
     assert "efficientnet_lite0" in error.value.details()
 
 
+@pytest.mark.parametrize("name", ["../efficientnet_lite0", "/etc/passwd", "a:b", "x" * 5000])
+def test_bad_model_names_are_invalid(stub: encoder_pb2_grpc.EncoderServiceStub, name: str) -> None:
+    with pytest.raises(grpc.RpcError) as error:
+        encode(stub, jpeg(), model=name)
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "model name" in error.value.details()
+
+
 def test_health_and_reflection(channel: grpc.Channel) -> None:
     health = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest())
     assert health.status == health_pb2.HealthCheckResponse.SERVING

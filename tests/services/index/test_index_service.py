@@ -6,9 +6,11 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
+import redis
 from google.protobuf import struct_pb2
 
 from devtools.embedded_redis import EmbeddedRedis
+from imsearch.core.validation import MAX_IDS_PER_REQUEST
 from imsearch.v1 import index_pb2, index_pb2_grpc
 from services.index.app import IndexApp, start_index
 from services.index.settings import IndexSettings
@@ -183,3 +185,82 @@ def test_hnsw_graph_is_built_as_the_collection_grows(start: Start) -> None:
     app.core.wait_for_optimize()
     assert stub.GetCollectionInfo(index_pb2.GetCollectionInfoRequest(collection="c")).hnsw_built
     assert search(stub, 1042, index_pb2.INDEX_KIND_HNSW, k=1) == ["q42"]
+
+
+HOSTILE_NAMES = [".", "..", "/tmp/x", "../../x", "a/b", "a*b", "a:b", "a\nb", "", " ", "-x", "é", "x" * 5000]
+
+
+def tree(root: Path) -> set[Path]:
+    return {p.relative_to(root) for p in root.rglob("*")}
+
+
+@pytest.mark.parametrize("name", HOSTILE_NAMES)
+def test_hostile_collection_names_are_refused_and_touch_nothing(
+    start: Start, redis_server: EmbeddedRedis, tmp_path: Path, name: str
+) -> None:
+    redis_client = redis.Redis.from_url(redis_server.url)
+    redis_client.flushdb()
+    app = start(redis_server)
+    stub = stub_for(app)
+    fill(stub, n=20)
+    shards = tmp_path / "qdrant"
+    before, keys_before = tree(shards), set(redis_client.keys("*"))
+    outside = tmp_path.parent / "x"
+    requests: list[Callable[[], object]] = [
+        lambda: stub.EnsureCollection(index_pb2.EnsureCollectionRequest(collection=name, dim=DIM)),
+        lambda: stub.Upsert(
+            index_pb2.UpsertRequest(collection=name, points=[index_pb2.Point(id="a", vector=vec(1))])
+        ),
+        lambda: stub.Search(index_pb2.SearchVectorRequest(collection=name, vector=vec(1), top_k=3)),
+        lambda: stub.Delete(index_pb2.DeleteRequest(collection=name, ids=["p1"])),
+        lambda: stub.GetCollectionInfo(index_pb2.GetCollectionInfoRequest(collection=name)),
+    ]
+    for call in requests:
+        with pytest.raises(grpc.RpcError) as error:
+            call()
+        assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT, error.value.details()
+        assert "name" in (error.value.details() or "")
+    assert tree(shards) == before and set(redis_client.keys("*")) == keys_before
+    assert not outside.exists()  # what "../../x" would have reached
+    if name == "/tmp/x":
+        assert not Path(name).exists()
+    assert stub.GetCollectionInfo(index_pb2.GetCollectionInfoRequest(collection="c")).points == 20
+    assert len(search(stub, 1, index_pb2.INDEX_KIND_EXACT)) == 5
+
+
+def test_a_shard_that_does_not_load_is_kept_not_deleted(
+    start: Start, redis_server: EmbeddedRedis, tmp_path: Path
+) -> None:
+    redis.Redis.from_url(redis_server.url).flushdb()
+    broken = tmp_path / "qdrant" / "broken"
+    broken.mkdir(parents=True)
+    (broken / "keep.me").write_text("a person decides what to do with this")
+    (tmp_path / "qdrant" / "not a name").mkdir()
+    stub = stub_for(start(redis_server))  # starts despite both
+    fill(stub, n=10)
+    with pytest.raises(grpc.RpcError) as error:
+        stub.EnsureCollection(index_pb2.EnsureCollectionRequest(collection="broken", dim=DIM))
+    assert error.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert (broken / "keep.me").read_text().startswith("a person")
+    assert (tmp_path / "qdrant" / "not a name").is_dir()
+
+
+def test_id_lists_are_bounded(start: Start, redis_server: EmbeddedRedis) -> None:
+    redis.Redis.from_url(redis_server.url).flushdb()
+    stub = stub_for(start(redis_server))
+    fill(stub, n=20)
+    too_many = [f"p{i}" for i in range(MAX_IDS_PER_REQUEST + 1)]
+    points = [index_pb2.Point(id=i, vector=vec(n)) for n, i in enumerate(too_many)]
+    for call in (
+        lambda: stub.Delete(index_pb2.DeleteRequest(collection="c", ids=too_many)),
+        lambda: stub.GetVectors(index_pb2.GetVectorsRequest(collection="c", ids=too_many)),
+        lambda: stub.Upsert(index_pb2.UpsertRequest(collection="c", points=points)),
+    ):
+        with pytest.raises(grpc.RpcError) as error:
+            call()
+        assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert f"at most {MAX_IDS_PER_REQUEST}" in (error.value.details() or "")
+    assert stub.GetCollectionInfo(index_pb2.GetCollectionInfoRequest(collection="c")).points == 20
+    assert (
+        stub.Delete(index_pb2.DeleteRequest(collection="c", ids=too_many[:MAX_IDS_PER_REQUEST])).deleted == 20
+    )
