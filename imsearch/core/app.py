@@ -57,16 +57,17 @@ def start_service(
     listen: str,
     metrics: ServiceMetrics,
     metrics_port: int,
+    metrics_host: str = "127.0.0.1",
 ) -> ServiceApp[C]:
-    """Serves `core` on `listen` (port 0: a free one) and /metrics on `metrics_port` (0: a free
-    one, -1: none); marks the service SERVING. If anything fails, `core` is closed."""
+    """Serves `core` on `listen` (port 0: a free one) and /metrics on `metrics_host`:`metrics_port`
+    (0: a free port, -1: none); marks the service SERVING. If anything fails, `core` is closed."""
     try:
         server = create_server(register, service_names, listen, metrics)
     except BaseException:
         core.close()
         raise
     try:
-        bound_metrics_port = metrics.serve_http(metrics_port) if metrics_port >= 0 else None
+        bound_metrics_port = metrics.serve_http(metrics_port, metrics_host) if metrics_port >= 0 else None
     except BaseException:
         server.stop(0)
         core.close()

@@ -66,7 +66,7 @@ class ServiceMetrics:
         finally:
             self.stage_seconds.labels(self.service, name).observe(perf_counter() - start)
 
-    def serve_http(self, port: int, addr: str = "0.0.0.0") -> int:
+    def serve_http(self, port: int, addr: str = "127.0.0.1") -> int:
         """Serves /metrics; port 0 picks a free one. Returns the bound port."""
         server, _ = start_http_server(port, addr=addr, registry=self.registry)
         return int(server.server_port)

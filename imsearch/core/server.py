@@ -73,6 +73,10 @@ class ErrorAndMetricsInterceptor(grpc.ServerInterceptor):
                 detail = exc.details() if hasattr(exc, "details") else str(exc)
                 context.abort(code, f"downstream: {detail}")
             except Exception:
+                aborted = context.code()  # type: ignore[attr-defined]
+                if aborted is not None and aborted != grpc.StatusCode.OK:
+                    code = aborted  # the handler's own context.abort(): keep its code and message
+                    raise
                 code = grpc.StatusCode.INTERNAL
                 log.exception("%s/%s failed", service, method)
                 context.abort(code, "internal error; see the server log")

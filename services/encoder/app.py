@@ -23,4 +23,5 @@ def start_encoder(settings: EncoderSettings) -> EncoderApp:
         settings.listen,
         metrics,
         settings.metrics_port,
+        settings.metrics_host,
     )

@@ -11,6 +11,7 @@ class EncoderSettings(BaseSettings):
 
     listen: str = "127.0.0.1:50051"
     metrics_port: int = 9101  # 0 picks a free port, -1 disables
+    metrics_host: str = "127.0.0.1"  # where /metrics listens; 0.0.0.0 for a scraper elsewhere
     model_repository: Path = Path("model_repository")
     default_model: str = "efficientnet_lite0"
     # Where inference runs: in-process onnxruntime (default) or a Triton server over gRPC.

@@ -35,4 +35,5 @@ def start_gateway(settings: GatewaySettings, connect_timeout: float = 60.0) -> G
         settings.listen,
         metrics,
         settings.metrics_port,
+        settings.metrics_host,
     )

@@ -8,6 +8,7 @@ class GatewaySettings(BaseSettings):
 
     listen: str = "127.0.0.1:50050"
     metrics_port: int = 9100  # 0 picks a free port, -1 disables
+    metrics_host: str = "127.0.0.1"  # where /metrics listens; 0.0.0.0 for a scraper elsewhere
     encoder_address: str = "127.0.0.1:50051"
     index_address: str = "127.0.0.1:50052"
     model: str = ""  # empty: the encoder's default model

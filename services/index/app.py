@@ -62,4 +62,5 @@ def start_index(settings: IndexSettings) -> IndexApp:
         settings.listen,
         metrics,
         settings.metrics_port,
+        settings.metrics_host,
     )

@@ -10,6 +10,7 @@ class IndexSettings(BaseSettings):
 
     listen: str = "127.0.0.1:50052"
     metrics_port: int = 9102  # 0 picks a free port, -1 disables
+    metrics_host: str = "127.0.0.1"  # where /metrics listens; 0.0.0.0 for a scraper elsewhere
     data_dir: Path = Path("data")  # embedded Qdrant shards live in <data_dir>/qdrant
     qdrant_url: str | None = None  # set to use a Qdrant server instead of the embedded engine
     qdrant_api_key: str | None = None

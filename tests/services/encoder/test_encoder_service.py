@@ -3,6 +3,7 @@
 import io
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from urllib.request import urlopen
 
 import grpc
@@ -152,3 +153,20 @@ def test_metrics_endpoint_reports_rpcs_stages_and_batches(
     for stage in ("decode", "preprocess", "encode"):
         assert f'imsearch_stage_seconds_count{{service="encoder",stage="{stage}"}}' in text
     assert 'imsearch_encoder_batch_size_count{model="efficientnet_lite0"}' in text
+
+
+def listening_addresses(port: int) -> set[str]:
+    """The local addresses (hex, as /proc/net/tcp writes them) with a socket listening on `port`."""
+    rows = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    found = set()
+    for row in rows:
+        local, state = row.split()[1], row.split()[3]
+        address, hex_port = local.split(":")
+        if int(hex_port, 16) == port and state == "0A":  # 0A: LISTEN
+            found.add(address)
+    return found
+
+
+def test_metrics_listen_on_loopback_by_default(encoder_app: EncoderApp) -> None:
+    assert encoder_app.metrics_port
+    assert listening_addresses(encoder_app.metrics_port) == {"0100007F"}  # 127.0.0.1, not 0.0.0.0
