@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from devtools.embedded_redis import EmbeddedRedis
 from services.encoder.app import EncoderApp, start_encoder
 from services.encoder.settings import EncoderSettings
 from tests.helpers import MODEL_REPOSITORY, REPO, jpeg
@@ -98,7 +99,7 @@ def test_the_blocker_does_block() -> None:
 
 
 def test_index_and_gateway_serve_without_inference_runtimes(
-    encoder: EncoderApp, redis_server: object, tmp_path: Path
+    encoder: EncoderApp, redis_server: EmbeddedRedis, tmp_path: Path
 ) -> None:
     images = []
     for seed in (1, 2):
@@ -109,7 +110,7 @@ def test_index_and_gateway_serve_without_inference_runtimes(
         f"{LAB_STACK},{RUNTIMES}",
         INDEX_AND_GATEWAY_ANSWER,
         encoder.address,
-        redis_server.url,  # type: ignore[attr-defined]
+        redis_server.url,
         str(tmp_path / "data"),
         *images,
     )

@@ -6,7 +6,6 @@ register its servicer, and gets back a `ServiceApp` that is SERVING once started
 SIGINT/SIGTERM.
 """
 
-import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
@@ -18,8 +17,6 @@ from imsearch.core.metrics import ServiceMetrics
 from imsearch.core.runner import run_until_signal
 from imsearch.core.server import RunningServer, create_server
 from imsearch.core.settings import settings_from_command_line
-
-log = logging.getLogger(__name__)
 
 
 class Closeable(Protocol):

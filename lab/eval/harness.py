@@ -25,6 +25,7 @@ from lab.eval.protocol import Split
 from lab.eval.results import (
     EVAL_INDEXES,
     KDTREE,
+    METRICS,
     Estimate,
     EvalResults,
     IndexOutcome,
@@ -38,13 +39,14 @@ from services.index.engine import IndexEngine
 from services.index.stores.qdrant_edge import QdrantEdgeStore
 from services.index.stores.redis_lsh import LshParams, RedisLshStore
 
-AT_K: dict[str, Callable[[list[bool], int, int], float]] = {
-    "precision": m.precision_at_k,
-    "recall": m.recall_at_k,
-    "hit_rate": m.hit_rate_at_k,
-    "ap": m.average_precision_at_k,
-    "ndcg": m.ndcg_at_k,
-}
+# The metrics at k by name, in the results' order (METRICS).
+AT_K: dict[str, Callable[[list[bool], int, int], float]] = dict(
+    zip(
+        METRICS,
+        (m.precision_at_k, m.recall_at_k, m.hit_rate_at_k, m.average_precision_at_k, m.ndcg_at_k),
+        strict=True,
+    )
+)
 
 
 class EmbeddingCache:

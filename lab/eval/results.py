@@ -2,7 +2,7 @@
 and `results.json` stores (pydantic reads and writes the same layout as earlier runs)."""
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -61,6 +61,15 @@ class IndexOutcome:
 
 
 @dataclass(frozen=True)
+class ModelHeader:
+    """What names a report row's model: its embedding size, weights, and how many seeds."""
+
+    dim: int
+    weights: str
+    seeds: int
+
+
+@dataclass(frozen=True)
 class SplitOutcome:
     """One model on one split (or combined over seeds)."""
 
@@ -71,22 +80,12 @@ class SplitOutcome:
 
 
 @dataclass(frozen=True)
-class ModelResult:
-    """A report row: the model's dimension, weights and seeds, and its outcome."""
-
-    dim: int
-    weights: str
-    seeds: int
-    encode_ms: Timing
-    map_full: Estimate
-    per_class: dict[str, dict[str, float]]
-    indexes: dict[str, IndexOutcome]
+class ModelResult(SplitOutcome, ModelHeader):
+    """A report row: the header's fields, then the outcome's (the order results.json keeps)."""
 
     @classmethod
     def of(cls, dim: int, weights: str, seeds: int, outcome: SplitOutcome) -> "ModelResult":
-        return cls(
-            dim, weights, seeds, outcome.encode_ms, outcome.map_full, outcome.per_class, outcome.indexes
-        )
+        return cls(dim, weights, seeds, **{f.name: getattr(outcome, f.name) for f in fields(SplitOutcome)})
 
     def precision(self, index: str = IndexKind.EXACT) -> Estimate:
         """Mean P@k with `index`: exact is what the tables rank models by."""

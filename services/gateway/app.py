@@ -1,5 +1,7 @@
 """Wires the gateway: channels to the encoder and the index, the pipeline, its servicer."""
 
+from contextlib import ExitStack
+
 from imsearch.core.app import ServiceApp, start_service
 from imsearch.core.metrics import ServiceMetrics
 from imsearch.core.server import wait_for_channel
@@ -14,18 +16,13 @@ GatewayApp = ServiceApp[SearchPipeline]
 
 def start_gateway(settings: GatewaySettings, connect_timeout: float = 60.0) -> GatewayApp:
     metrics = ServiceMetrics("gateway")
-    encoder = wait_for_channel(settings.encoder_address, connect_timeout)
-    try:
+    with ExitStack() as on_failure:  # the channels close unless the pipeline takes them over
+        encoder = wait_for_channel(settings.encoder_address, connect_timeout)
+        on_failure.callback(encoder.close)
         index = wait_for_channel(settings.index_address, connect_timeout)
-    except BaseException:
-        encoder.close()
-        raise
-    try:
+        on_failure.callback(index.close)
         pipeline = SearchPipeline(settings, encoder, index, metrics)
-    except BaseException:
-        encoder.close()
-        index.close()
-        raise
+        on_failure.pop_all()
     servicer = SearchServicer(pipeline)
     return start_service(
         "gateway",
