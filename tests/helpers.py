@@ -54,3 +54,25 @@ def huge_png_header(width: int = 100_000, height: int = 100_000) -> bytes:
 
 def caltech_root() -> Path:
     return DATA / "caltech101"
+
+
+def jpeg_with_orientation(orientation: int, size: tuple[int, int] = (64, 32)) -> bytes:
+    """A JPEG whose stored pixels are `size` with an EXIF orientation tag (6 = rotate 90 CW)."""
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    buffer = io.BytesIO()
+    Image.new("RGB", size, (200, 30, 30)).save(buffer, format="JPEG", exif=exif.tobytes())
+    return buffer.getvalue()
+
+
+def grey16_png(level: int, size: tuple[int, int] = (32, 32)) -> bytes:
+    """A 16-bit greyscale PNG of one level (0-65535)."""
+    buffer = io.BytesIO()
+    Image.fromarray(np.full(size[::-1], level, dtype=np.uint16)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def tiff() -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (16, 16)).save(buffer, format="TIFF")
+    return buffer.getvalue()

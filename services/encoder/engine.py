@@ -116,6 +116,7 @@ class Encoder:
                         self.settings.max_image_bytes,
                         self.settings.max_image_pixels,
                         prep.resize,
+                        self.settings.max_image_aspect_ratio,
                     )
             except InvalidArgument as exc:
                 raise InvalidArgument(f"image {position}: {exc}") from None

@@ -30,3 +30,4 @@ class EncoderSettings(BaseSettings):
     max_images_per_request: int = 64
     max_image_bytes: int = 20 * 1024 * 1024
     max_image_pixels: int = 40_000_000
+    max_image_aspect_ratio: float = 32.0  # longer side over shorter side; thinner strips refused
