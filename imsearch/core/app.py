@@ -11,11 +11,11 @@ from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
 import grpc
-from pydantic_settings import BaseSettings
 
 from imsearch.core.metrics import ServiceMetrics
 from imsearch.core.runner import run_until_signal
 from imsearch.core.server import RunningServer, create_server
+from imsearch.core.service_settings import ServiceSettings
 from imsearch.core.settings import settings_from_command_line
 
 
@@ -24,7 +24,7 @@ class Closeable(Protocol):
 
 
 C = TypeVar("C", bound=Closeable)
-S = TypeVar("S", bound=BaseSettings)
+S = TypeVar("S", bound=ServiceSettings)
 
 
 @dataclass
@@ -51,15 +51,15 @@ def start_service(
     core: C,
     register: Callable[[grpc.Server], None],
     service_names: Sequence[str],
-    listen: str,
+    settings: ServiceSettings,
     metrics: ServiceMetrics,
-    metrics_port: int,
-    metrics_host: str = "127.0.0.1",
 ) -> ServiceApp[C]:
-    """Serves `core` on `listen` (port 0: a free one) and /metrics on `metrics_host`:`metrics_port`
-    (0: a free port, -1: none); marks the service SERVING. If anything fails, `core` is closed."""
+    """Serves `core` on `settings.listen` (port 0: a free one) within its limits, and /metrics
+    on `metrics_host`:`metrics_port` (0: a free port, -1: none); marks the service SERVING.
+    If anything fails, `core` is closed."""
+    metrics_port, metrics_host = settings.metrics_port, settings.metrics_host
     try:
-        server = create_server(register, service_names, listen, metrics)
+        server = create_server(register, service_names, settings.listen, metrics, settings.server_limits())
     except BaseException:
         core.close()
         raise

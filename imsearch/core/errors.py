@@ -10,6 +10,10 @@ import grpc
 class ImsearchError(Exception):
     code: grpc.StatusCode = grpc.StatusCode.INTERNAL
 
+    def trailing_metadata(self) -> tuple[tuple[str, str], ...]:
+        """Machine-readable facts sent with the status (e.g. how much of a bulk add is stored)."""
+        return ()
+
 
 class InvalidArgument(ImsearchError):
     code = grpc.StatusCode.INVALID_ARGUMENT
@@ -29,3 +33,19 @@ class FailedPrecondition(ImsearchError):
 
 class Unavailable(ImsearchError):
     code = grpc.StatusCode.UNAVAILABLE
+
+
+class DeadlineExceeded(ImsearchError):
+    code = grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+class Cancelled(ImsearchError):
+    code = grpc.StatusCode.CANCELLED
+
+
+class Unauthenticated(ImsearchError):
+    code = grpc.StatusCode.UNAUTHENTICATED
+
+
+class PermissionDenied(ImsearchError):
+    code = grpc.StatusCode.PERMISSION_DENIED

@@ -51,6 +51,25 @@ class ServiceMetrics:
             buckets=BATCH_BUCKETS,
             registry=self.registry,
         )
+        self.queue_wait_seconds = Histogram(
+            "imsearch_encoder_queue_wait_seconds",
+            "Time an image waited for inference after preprocessing (an autoscaling signal).",
+            ["model"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.queue_depth = Gauge(
+            "imsearch_encoder_queue_depth",
+            "Images waiting for inference.",
+            ["model"],
+            registry=self.registry,
+        )
+        self.dropped = Counter(
+            "imsearch_encoder_dropped_total",
+            "Images dropped before inference because their caller had gone.",
+            ["model", "reason"],
+            registry=self.registry,
+        )
         self.index_points = Gauge(
             "imsearch_index_points",
             "Points stored, by collection and index.",

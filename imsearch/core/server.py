@@ -1,8 +1,8 @@
 """gRPC server factory shared by the three services.
 
-`create_server` builds a server with the error/metrics interceptor, the standard health
-service (NOT_SERVING until the caller marks it ready) and server reflection, binds it and
-returns the bound port, so tests can bind port 0.
+`create_server` builds a server with the interceptor (admission, deadline, errors, metrics),
+the standard health service (NOT_SERVING until the caller marks it ready) and server
+reflection, binds it and returns the bound port, so tests can bind port 0.
 """
 
 import logging
@@ -16,8 +16,11 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from imsearch.core.admission import ConcurrencyLimit
+from imsearch.core.deadline import Deadline, deadline_scope
 from imsearch.core.errors import ImsearchError
 from imsearch.core.metrics import ServiceMetrics
+from imsearch.core.streams import IdleTimeoutStream
 
 log = logging.getLogger(__name__)
 
@@ -29,11 +32,42 @@ GRPC_OPTIONS = [
 ]
 
 
-class ErrorAndMetricsInterceptor(grpc.ServerInterceptor):
-    """Maps domain errors to status codes and records latency and outcome of every RPC."""
+# Threads beyond the admission limits: health checks and fast refusals always find one.
+SPARE_THREADS = 8
 
-    def __init__(self, metrics: ServiceMetrics) -> None:
+
+@dataclass(frozen=True)
+class ServerLimits:
+    """How much one server takes on at once; past that, calls get RESOURCE_EXHAUSTED at once."""
+
+    max_concurrent_rpcs: int = 64  # unary calls in flight
+    max_concurrent_streams: int = 8  # client streams (bulk adds) in flight, each holding a thread
+    stream_idle_timeout_s: float = 30.0  # a stream with no message for this long is ended
+
+    @property
+    def threads(self) -> int:
+        return self.max_concurrent_rpcs + self.max_concurrent_streams + SPARE_THREADS
+
+
+def seen_by_caller(context: grpc.ServicerContext, deadline: Deadline) -> grpc.StatusCode:
+    """What a handler that finished without error delivered: OK, unless the caller had gone."""
+    if deadline.expired():
+        return grpc.StatusCode.DEADLINE_EXCEEDED
+    if not context.is_active():
+        return grpc.StatusCode.CANCELLED
+    return grpc.StatusCode.OK
+
+
+class ServiceInterceptor(grpc.ServerInterceptor):
+    """Around every call of our API (health and reflection pass untouched): admission against
+    the limits, the caller's deadline opened as the call's `deadline_scope`, domain errors
+    mapped to status codes, and latency and outcome recorded as the caller saw them."""
+
+    def __init__(self, metrics: ServiceMetrics, limits: ServerLimits) -> None:
         self._metrics = metrics
+        self._limits = limits
+        self._unary_slots = ConcurrencyLimit(limits.max_concurrent_rpcs, "calls")
+        self._stream_slots = ConcurrencyLimit(limits.max_concurrent_streams, "streams")
 
     def intercept_service(self, continuation: Callable[[Any], Any], details: grpc.HandlerCallDetails) -> Any:
         handler = continuation(details)
@@ -44,7 +78,7 @@ class ErrorAndMetricsInterceptor(grpc.ServerInterceptor):
             return handler
         if handler.request_streaming:
             return grpc.stream_unary_rpc_method_handler(
-                self._wrap(handler.stream_unary, service, method),
+                self._wrap(handler.stream_unary, service, method, streaming=True),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
@@ -54,16 +88,33 @@ class ErrorAndMetricsInterceptor(grpc.ServerInterceptor):
             response_serializer=handler.response_serializer,
         )
 
-    def _wrap(self, behaviour: Callable[[Any, Any], Any], service: str, method: str) -> Any:
+    def _wrap(
+        self, behaviour: Callable[[Any, Any], Any], service: str, method: str, streaming: bool = False
+    ) -> Any:
         metrics = self._metrics
+        slots = self._stream_slots if streaming else self._unary_slots
+        idle_timeout_s = self._limits.stream_idle_timeout_s
 
         def wrapped(request: Any, context: grpc.ServicerContext) -> Any:
             start = perf_counter()
             code = grpc.StatusCode.OK
+            deadline = Deadline.after(context.time_remaining(), lambda: not context.is_active())
             try:
-                return behaviour(request, context)
+                with slots.admit(), deadline_scope(deadline):
+                    if not streaming:
+                        response = behaviour(request, context)
+                    else:
+                        stream = IdleTimeoutStream(request, idle_timeout_s)
+                        try:
+                            response = behaviour(stream, context)
+                        finally:
+                            stream.close()
+                code = seen_by_caller(context, deadline)
+                return response
             except ImsearchError as exc:
                 code = exc.code
+                if exc.trailing_metadata():
+                    context.set_trailing_metadata(exc.trailing_metadata())
                 context.abort(code, str(exc))
             except grpc.RpcError as exc:
                 # A downstream service failed: pass its status on (UNAVAILABLE, INVALID_ARGUMENT...).
@@ -115,13 +166,16 @@ def create_server(
     service_names: Sequence[str],
     address: str,
     metrics: ServiceMetrics,
-    max_workers: int = 32,
+    limits: ServerLimits = ServerLimits(),
 ) -> RunningServer:
     """Builds and starts a server; `address` with port 0 binds a free port."""
     server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=max_workers),
-        interceptors=[ErrorAndMetricsInterceptor(metrics)],
+        futures.ThreadPoolExecutor(max_workers=limits.threads),
+        interceptors=[ServiceInterceptor(metrics, limits)],
         options=GRPC_OPTIONS,
+        # gRPC's own cap, below our admission: bounds the calls waiting for a thread, so even a
+        # flood of health checks cannot queue without limit.
+        maximum_concurrent_rpcs=limits.threads * 2,
     )
     register(server)
     health_servicer = health.HealthServicer()

@@ -73,8 +73,10 @@ class SearchServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def AddImages(self, request_iterator, context):
-        """Bulk add: one response at the end with the count; the stream fails on the first bad item
-        and every item before it stays added.
+        """Bulk add: one response at the end with the count. The stream fails on the first bad item
+        (or when no message arrives within the server's idle timeout): every item before it is
+        stored, none after; the message names the item by stream position and id, and the
+        trailing metadata `imsearch-items-stored` gives the count stored.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

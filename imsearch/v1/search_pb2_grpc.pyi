@@ -35,8 +35,10 @@ class SearchServiceStub:
     def __new__(cls, channel: _aio.Channel) -> SearchServiceAsyncStub: ...
     AddImage: _grpc.UnaryUnaryMultiCallable[_search_pb2.AddImageRequest, _search_pb2.AddImageResponse]
     AddImages: _grpc.StreamUnaryMultiCallable[_search_pb2.AddImageRequest, _search_pb2.AddImagesResponse]
-    """Bulk add: one response at the end with the count; the stream fails on the first bad item
-    and every item before it stays added.
+    """Bulk add: one response at the end with the count. The stream fails on the first bad item
+    (or when no message arrives within the server's idle timeout): every item before it is
+    stored, none after; the message names the item by stream position and id, and the
+    trailing metadata `imsearch-items-stored` gives the count stored.
     """
     Search: _grpc.UnaryUnaryMultiCallable[_search_pb2.SearchRequest, _search_pb2.SearchResponse]
     DeleteImages: _grpc.UnaryUnaryMultiCallable[_search_pb2.DeleteImagesRequest, _search_pb2.DeleteImagesResponse]
@@ -49,8 +51,10 @@ class SearchServiceAsyncStub(SearchServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     AddImage: _aio.UnaryUnaryMultiCallable[_search_pb2.AddImageRequest, _search_pb2.AddImageResponse]  # type: ignore[assignment]
     AddImages: _aio.StreamUnaryMultiCallable[_search_pb2.AddImageRequest, _search_pb2.AddImagesResponse]  # type: ignore[assignment]
-    """Bulk add: one response at the end with the count; the stream fails on the first bad item
-    and every item before it stays added.
+    """Bulk add: one response at the end with the count. The stream fails on the first bad item
+    (or when no message arrives within the server's idle timeout): every item before it is
+    stored, none after; the message names the item by stream position and id, and the
+    trailing metadata `imsearch-items-stored` gives the count stored.
     """
     Search: _aio.UnaryUnaryMultiCallable[_search_pb2.SearchRequest, _search_pb2.SearchResponse]  # type: ignore[assignment]
     DeleteImages: _aio.UnaryUnaryMultiCallable[_search_pb2.DeleteImagesRequest, _search_pb2.DeleteImagesResponse]  # type: ignore[assignment]
@@ -72,8 +76,10 @@ class SearchServiceServicer(metaclass=_abc_1.ABCMeta):
         request_iterator: _MaybeAsyncIterator[_search_pb2.AddImageRequest],
         context: _ServicerContext,
     ) -> _typing.Union[_search_pb2.AddImagesResponse, _abc.Awaitable[_search_pb2.AddImagesResponse]]:
-        """Bulk add: one response at the end with the count; the stream fails on the first bad item
-        and every item before it stays added.
+        """Bulk add: one response at the end with the count. The stream fails on the first bad item
+        (or when no message arrives within the server's idle timeout): every item before it is
+        stored, none after; the message names the item by stream position and id, and the
+        trailing metadata `imsearch-items-stored` gives the count stored.
         """
 
     @_abc_1.abstractmethod

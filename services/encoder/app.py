@@ -20,8 +20,6 @@ def start_encoder(settings: EncoderSettings) -> EncoderApp:
         encoder,
         lambda server: encoder_pb2_grpc.add_EncoderServiceServicer_to_server(servicer, server),
         [SERVICE_NAME],
-        settings.listen,
+        settings,
         metrics,
-        settings.metrics_port,
-        settings.metrics_host,
     )

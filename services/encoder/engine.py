@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from imsearch.core.deadline import current_deadline
 from imsearch.core.errors import InvalidArgument, NotFound
 from imsearch.core.metrics import ServiceMetrics
 from imsearch.core.validation import validate_name
@@ -17,7 +18,7 @@ from services.encoder.backends.base import InferenceBackend
 from services.encoder.backends.classic import ColorHistogramBackend, OrbBagOfWordsBackend
 from services.encoder.backends.onnxruntime import OnnxRuntimeBackend
 from services.encoder.backends.triton import TritonBackend
-from services.encoder.batcher import MicroBatcher
+from services.encoder.batcher import BatcherHooks, MicroBatcher
 from services.encoder.images import decode_image, preprocess
 from services.encoder.model_spec import SPEC_FILE, ModelSpec
 from services.encoder.settings import EncoderSettings
@@ -81,14 +82,22 @@ class Encoder:
             )
 
     def _batcher(self, name: str, backend: InferenceBackend) -> MicroBatcher:
-        histogram = self._metrics.batch_size.labels(name)
-        return MicroBatcher(
+        metrics = self._metrics
+        hooks = BatcherHooks(
+            on_batch=metrics.batch_size.labels(name).observe,
+            on_queue_wait=metrics.queue_wait_seconds.labels(name).observe,
+            on_dropped=lambda reason: metrics.dropped.labels(name, reason).inc(),
+        )
+        batcher = MicroBatcher(
             backend.infer,
             max_batch=self.settings.max_batch,
             max_wait=self.settings.max_wait_ms / 1000.0,
-            on_batch=histogram.observe,
+            hooks=hooks,
             workers=self.settings.batch_workers,
+            max_queue=self.settings.max_queue,
         )
+        metrics.queue_depth.labels(name).set_function(lambda: batcher.depth)
+        return batcher
 
     def model(self, name: str) -> LoadedModel:
         loaded = self.models.get(validate_name("model", name) if name else self.settings.default_model)
@@ -107,8 +116,10 @@ class Encoder:
             )
         loaded = self.model(model_name)
         prep = loaded.spec.preprocessing
+        deadline = current_deadline()
         pixels = []
         for position, data in enumerate(images):
+            deadline.check(f"decoding image {position}")  # the caller gone: no more work for it
             try:
                 with self._metrics.stage("decode"):
                     image = decode_image(
@@ -123,7 +134,7 @@ class Encoder:
             with self._metrics.stage("preprocess"):
                 pixels.append(preprocess(image, prep))
         with self._metrics.stage("encode"):
-            features = loaded.batcher.run(np.stack(pixels))
+            features = loaded.batcher.run(np.stack(pixels), deadline)
         return loaded.spec, l2_normalize(features)
 
     def close(self) -> None:

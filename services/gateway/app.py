@@ -29,8 +29,6 @@ def start_gateway(settings: GatewaySettings, connect_timeout: float = 60.0) -> G
         pipeline,
         lambda server: search_pb2_grpc.add_SearchServiceServicer_to_server(servicer, server),
         [SERVICE_NAME],
-        settings.listen,
+        settings,
         metrics,
-        settings.metrics_port,
-        settings.metrics_host,
     )

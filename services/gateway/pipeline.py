@@ -1,15 +1,17 @@
 """Search pipeline: encode (encoder service) -> search (index service) -> rerank (here)."""
 
+import itertools
 import logging
-from collections.abc import Iterable, Iterator, Sequence
+import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import grpc
 import numpy as np
 from google.protobuf import struct_pb2
 
-from imsearch.core.errors import InvalidArgument
+from imsearch.core.deadline import current_deadline
+from imsearch.core.errors import ImsearchError, InvalidArgument, ResourceExhausted
 from imsearch.core.index_kind import IndexKind
 from imsearch.core.metrics import ServiceMetrics
 from imsearch.core.validation import MAX_TOP_K, validate_id, validate_ids, validate_name, validate_top_k
@@ -19,6 +21,26 @@ from services.gateway.settings import GatewaySettings
 log = logging.getLogger(__name__)
 
 DEFAULT_TOP_K = 10
+# Trailing metadata on a failed bulk add: how many of the stream's first items are stored.
+STORED_ITEMS_KEY = "imsearch-items-stored"
+
+
+class BulkAddFailed(ImsearchError):
+    """A bulk add stopped at `position`; the stream's items before it are stored, none after."""
+
+    def __init__(self, cause: ImsearchError | grpc.RpcError, position: int, item_id: str) -> None:
+        if isinstance(cause, ImsearchError):
+            self.code, detail = cause.code, str(cause)
+        else:
+            self.code, detail = cause.code(), cause.details() or ""
+        detail = re.sub(r"^image \d+: ", "", detail)  # the position inside one encode call
+        before = f"items 0-{position - 1} were stored" if position else "no item was stored"
+        named = f"item {position} (id {item_id!r})" if item_id else f"item {position}"
+        super().__init__(f"{named}: {detail}; {before}, none after")
+        self.stored = position
+
+    def trailing_metadata(self) -> tuple[tuple[str, str], ...]:
+        return ((STORED_ITEMS_KEY, str(self.stored)),)
 
 
 @dataclass
@@ -74,16 +96,31 @@ class SearchPipeline:
             timeout=self._timeout,
         )
 
+    def _hop_timeout(self, before: str) -> float:
+        """The caller's time left for the next downstream call (at most rpc_timeout_s); raises
+        DEADLINE_EXCEEDED or CANCELLED instead if the caller has gone."""
+        deadline = current_deadline()
+        deadline.check(before)
+        return deadline.hop_timeout(self._timeout)
+
     def encode(self, images: list[bytes]) -> np.ndarray:
         with self._metrics.stage("encode"):
             response = self._encoder.Encode(
-                encoder_pb2.EncodeRequest(model=self.model, images=images), timeout=self._timeout
+                encoder_pb2.EncodeRequest(model=self.model, images=images),
+                timeout=self._hop_timeout("encoding"),
             )
         return np.asarray([e.values for e in response.embeddings], dtype=np.float32)
 
+    def _check_item(self, item: search_pb2.AddImageRequest) -> None:
+        validate_id(item.id)
+        if len(item.image) > self._settings.max_image_bytes:
+            raise ResourceExhausted(
+                f"image is {len(item.image)} bytes, over the {self._settings.max_image_bytes}-byte limit"
+            )
+
     def add(self, items: Sequence[search_pb2.AddImageRequest]) -> int:
         for item in items:
-            validate_id(item.id)
+            self._check_item(item)
         vectors = self.encode([item.image for item in items])
         points = [
             index_pb2.Point(id=item.id, vector=vector.tolist(), metadata=item.metadata)
@@ -92,27 +129,61 @@ class SearchPipeline:
         with self._metrics.stage("index_upsert"):
             response = self._index.Upsert(
                 index_pb2.UpsertRequest(collection=self.collection, points=points),
-                timeout=self._timeout,
+                timeout=self._hop_timeout("storing"),
             )
         return int(response.upserted)
 
     def add_stream(self, requests: Iterable[search_pb2.AddImageRequest]) -> int:
-        """Adds in batches; on a bad item, adds the items before it one by one, then fails."""
-        added = 0
+        """Adds a stream in batches (at most `add_batch` items and `add_batch_bytes` of images).
+
+        The contract: on the first bad item the stream fails with BulkAddFailed, every item
+        before it stored and none after; its message names the item by stream position and id.
+        """
+        stored = 0
         seen: set[str] = set()
-        for batch in _batches(requests, self._settings.add_batch):
-            for item in batch:
-                validate_id(item.id)
+        batch: list[search_pb2.AddImageRequest] = []
+        batch_bytes = 0
+        items = iter(requests)
+        for position in itertools.count():
+            item_id = ""
+            try:
+                item = next(items, None)  # may raise: the stream idled out or broke
+                if item is None:
+                    break
+                item_id = item.id
+                self._check_item(item)
                 if item.id in seen:
                     raise InvalidArgument(f"id {item.id!r} appears twice in the stream")
-                seen.add(item.id)
+            except ImsearchError as exc:
+                stored += self._add_batch(batch, stored)  # the good items before it stay
+                raise BulkAddFailed(exc, position, item_id) from None
+            seen.add(item.id)
+            if batch and (
+                len(batch) == self._settings.add_batch
+                or batch_bytes + len(item.image) > self._settings.add_batch_bytes
+            ):
+                stored += self._add_batch(batch, stored)
+                batch, batch_bytes = [], 0
+            batch.append(item)
+            batch_bytes += len(item.image)
+        return stored + self._add_batch(batch, stored)
+
+    def _add_batch(self, batch: list[search_pb2.AddImageRequest], first_position: int) -> int:
+        """Adds a batch whose first item is the stream's `first_position`th. If one item of it
+        is bad (INVALID_ARGUMENT), the items before that one are added singly, then it fails."""
+        if not batch:
+            return 0
+        try:
+            return self.add(batch)
+        except grpc.RpcError as exc:
+            if exc.code() != grpc.StatusCode.INVALID_ARGUMENT or len(batch) == 1:
+                raise BulkAddFailed(exc, first_position, batch[0].id) from None
+        for offset, item in enumerate(batch):  # find the bad one
             try:
-                added += self.add(batch)
-            except grpc.RpcError:
-                for item in batch:  # find the bad one; the good ones before it stay added
-                    added += self.add([item])
-                raise
-        return added
+                self.add([item])
+            except grpc.RpcError as exc:
+                raise BulkAddFailed(exc, first_position + offset, item.id) from None
+        return len(batch)  # none failed alone (the batch's error was not about one item)
 
     def search(
         self,
@@ -141,7 +212,7 @@ class SearchPipeline:
                     filter=metadata_filter,
                     with_vectors=do_rerank,
                 ),
-                timeout=self._timeout,
+                timeout=self._hop_timeout("searching"),
             )
         if do_rerank:
             with self._metrics.stage("rerank"):
@@ -153,26 +224,17 @@ class SearchPipeline:
     def delete(self, ids: Sequence[str]) -> int:
         validate_ids(ids)
         response = self._index.Delete(
-            index_pb2.DeleteRequest(collection=self.collection, ids=ids), timeout=self._timeout
+            index_pb2.DeleteRequest(collection=self.collection, ids=ids),
+            timeout=self._hop_timeout("deleting"),
         )
         return int(response.deleted)
 
     def stats(self) -> index_pb2.CollectionInfo:
         return self._index.GetCollectionInfo(
-            index_pb2.GetCollectionInfoRequest(collection=self.collection), timeout=self._timeout
+            index_pb2.GetCollectionInfoRequest(collection=self.collection),
+            timeout=self._hop_timeout("reading stats"),
         )
 
     def close(self) -> None:
         for channel in self._channels:
             channel.close()
-
-
-def _batches(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
-    batch: list[Any] = []
-    for item in items:
-        batch.append(item)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch

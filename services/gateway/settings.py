@@ -1,18 +1,21 @@
 """Gateway settings: environment (IMSEARCH_GATEWAY_*) and defaults."""
 
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
+
+from imsearch.core.service_settings import ServiceSettings
 
 
-class GatewaySettings(BaseSettings):
+class GatewaySettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="IMSEARCH_GATEWAY_")
 
     listen: str = "127.0.0.1:50050"
-    metrics_port: int = 9100  # 0 picks a free port, -1 disables
-    metrics_host: str = "127.0.0.1"  # where /metrics listens; 0.0.0.0 for a scraper elsewhere
+    metrics_port: int = 9100
     encoder_address: str = "127.0.0.1:50051"
     index_address: str = "127.0.0.1:50052"
     model: str = ""  # empty: the encoder's default model
     collection: str = ""  # empty: named after the model
     rerank_factor: int = 4  # rerank scores this many times top_k candidates
     add_batch: int = 16  # images per encode call in a bulk add
-    rpc_timeout_s: float = 30.0
+    add_batch_bytes: int = 32 * 1024 * 1024  # and at most this many image bytes (gRPC caps at 64 MiB)
+    max_image_bytes: int = 20 * 1024 * 1024  # per image, as the encoder's own limit
+    rpc_timeout_s: float = 30.0  # per downstream call; less when the caller's deadline is nearer

@@ -59,8 +59,6 @@ def start_index(settings: IndexSettings) -> IndexApp:
         engine,
         lambda server: index_pb2_grpc.add_IndexServiceServicer_to_server(servicer, server),
         [SERVICE_NAME],
-        settings.listen,
+        settings,
         metrics,
-        settings.metrics_port,
-        settings.metrics_host,
     )

@@ -2,15 +2,16 @@
 
 from pathlib import Path
 
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
+
+from imsearch.core.service_settings import ServiceSettings
 
 
-class IndexSettings(BaseSettings):
+class IndexSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="IMSEARCH_INDEX_")
 
     listen: str = "127.0.0.1:50052"
-    metrics_port: int = 9102  # 0 picks a free port, -1 disables
-    metrics_host: str = "127.0.0.1"  # where /metrics listens; 0.0.0.0 for a scraper elsewhere
+    metrics_port: int = 9102
     data_dir: Path = Path("data")  # embedded Qdrant shards live in <data_dir>/qdrant
     qdrant_url: str | None = None  # set to use a Qdrant server instead of the embedded engine
     qdrant_api_key: str | None = None

@@ -1,16 +1,22 @@
 """The public SearchService through all three services (real gRPC, ONNX model, Qdrant, Redis)."""
 
+import io
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from urllib.request import urlopen
 
 import grpc
+import numpy as np
 import pytest
 from google.protobuf import struct_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from PIL import Image
 
 from cli.suite import Suite
 from imsearch.client import SearchClient
-from imsearch.v1 import index_pb2, search_pb2, search_pb2_grpc
+from imsearch.v1 import encoder_pb2, encoder_pb2_grpc, index_pb2, search_pb2, search_pb2_grpc
+from services.gateway.pipeline import STORED_ITEMS_KEY
 from tests.helpers import huge_png_header, jpeg, png, truncated_jpeg
 
 
@@ -120,18 +126,95 @@ def test_bad_searches_are_invalid_argument(
     assert stub.Search(search_pb2.SearchRequest(image=jpeg(1), top_k=1)).results[0].id == "img1"  # still up
 
 
-def test_bulk_add_stops_at_the_first_bad_item_keeping_those_before(
-    client: SearchClient, stub: search_pb2_grpc.SearchServiceStub
+def stored_items(error: grpc.RpcError) -> int:
+    trailing: dict[str, str] = dict(error.trailing_metadata() or ())
+    return int(trailing[STORED_ITEMS_KEY])
+
+
+@pytest.mark.parametrize(
+    ("bad", "code", "message"),
+    [
+        (search_pb2.AddImageRequest(id="", image=jpeg()), "INVALID_ARGUMENT", "item 20: id is empty"),
+        (
+            search_pb2.AddImageRequest(id="bulk20", image=b"corrupt"),
+            "INVALID_ARGUMENT",
+            "item 20 (id 'bulk20'): data is not a decodable image",
+        ),
+        (
+            search_pb2.AddImageRequest(id="bulk20", image=b"\0" * (20 * 1024 * 1024 + 1)),
+            "RESOURCE_EXHAUSTED",
+            "item 20 (id 'bulk20'): image is 20971521 bytes, over the 20971520-byte limit",
+        ),
+    ],
+)
+def test_bulk_add_stores_exactly_the_items_before_the_first_bad_one(
+    client: SearchClient,
+    stub: search_pb2_grpc.SearchServiceStub,
+    bad: search_pb2.AddImageRequest,
+    code: str,
+    message: str,
 ) -> None:
     before = points(client)[0]
-    items = [search_pb2.AddImageRequest(id=f"bulk{i}", image=jpeg(200 + i)) for i in range(20)]
-    items[18] = search_pb2.AddImageRequest(id="bulk18", image=b"corrupt")
+    items = [search_pb2.AddImageRequest(id=f"bulk{i}", image=jpeg(200 + i)) for i in range(40)]
+    items[20] = bad
     error = error_of(lambda: stub.AddImages(iter(items)))
-    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert points(client) == (before + 18, before + 18)
+    assert error.code().name == code
+    assert (error.details() or "").startswith(message), error.details()
+    assert "items 0-19 were stored, none after" in error.details()
+    assert stored_items(error) == 20
+    assert points(client) == (before + 20, before + 20)
+    client.delete([f"bulk{i}" for i in range(40)])
+
+
+def test_a_duplicate_id_in_one_stream_is_refused(stub: search_pb2_grpc.SearchServiceStub) -> None:
     duplicate = [search_pb2.AddImageRequest(id="dup", image=jpeg(300))] * 2
-    assert "twice" in error_of(lambda: stub.AddImages(iter(duplicate))).details()
-    client.delete([f"bulk{i}" for i in range(18)])
+    error = error_of(lambda: stub.AddImages(iter(duplicate)))
+    assert "item 1 (id 'dup'): id 'dup' appears twice" in error.details()
+    assert stored_items(error) == 1
+
+
+def noise_png(seed: int, side: int) -> bytes:
+    """A PNG that does not compress: about 3 x side^2 bytes."""
+    pixels = np.random.default_rng(seed).integers(0, 256, (side, side, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG", compress_level=1)
+    return buffer.getvalue()
+
+
+def test_big_images_in_one_stream_are_all_stored(
+    client: SearchClient, stub: search_pb2_grpc.SearchServiceStub
+) -> None:
+    """Five 18 MB files once made one 90 MB encode call (over gRPC's 64 MiB) and failed after
+    all five had been stored; batches are now bounded in bytes as well as in count."""
+    before = points(client)[0]
+    images = [noise_png(i, 2450) for i in range(5)]
+    assert all(17_000_000 < len(image) < 20 * 1024 * 1024 for image in images)
+    response = stub.AddImages(
+        iter(search_pb2.AddImageRequest(id=f"big{i}", image=im) for i, im in enumerate(images))
+    )
+    assert response.added == 5
+    assert points(client)[0] == before + 5
+    client.delete([f"big{i}" for i in range(5)])
+
+
+def test_the_callers_deadline_reaches_the_encoder_which_drops_the_expired_work(suite: Suite) -> None:
+    """The gateway gives each hop the caller's remaining time (not its own 30 s), so an encoder
+    with a long queue drops the caller's image instead of encoding it for nobody."""
+    encoder = encoder_pb2_grpc.EncoderServiceStub(grpc.insecure_channel(suite.encoder.address))
+    gateway = search_pb2_grpc.SearchServiceStub(grpc.insecure_channel(suite.address))
+    dropped = suite.encoder.metrics.registry.get_sample_value
+    labels = {"model": "efficientnet_lite0", "reason": "expired"}
+    before = dropped("imsearch_encoder_dropped_total", labels) or 0.0
+    load = encoder_pb2.EncodeRequest(images=[jpeg(i) for i in range(32)])
+    with ThreadPoolExecutor(6) as pool:
+        busy = [pool.submit(encoder.Encode, load, timeout=60) for _ in range(6)]  # ~190 images queued
+        threading.Event().wait(0.3)
+        with pytest.raises(grpc.RpcError) as error:
+            gateway.Search(search_pb2.SearchRequest(image=jpeg(7)), timeout=0.4)
+        assert error.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        for future in busy:
+            future.result()
+    assert (dropped("imsearch_encoder_dropped_total", labels) or 0.0) > before
 
 
 def test_stats_health_and_metrics(suite: Suite, client: SearchClient) -> None:
