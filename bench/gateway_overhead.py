@@ -25,9 +25,9 @@ from bench.queries import gallery_and_queries
 from devtools.embedded_redis import EmbeddedRedis
 from devtools.ports import free_port
 from imsearch.client import SearchClient
+from imsearch.core.channels import wait_for_channel
 from imsearch.core.index_kind import IndexKind
 from imsearch.core.metrics import ServiceMetrics
-from imsearch.core.server import wait_for_channel
 from imsearch.v1 import encoder_pb2, encoder_pb2_grpc, index_pb2, index_pb2_grpc
 from services.encoder.engine import Encoder
 from services.encoder.settings import EncoderSettings

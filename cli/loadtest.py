@@ -24,6 +24,7 @@ import numpy as np
 from prometheus_client.parser import text_string_to_metric_families
 
 from imsearch.client import SearchClient, gateway_address
+from imsearch.core.channels import ClientSecurity
 from imsearch.core.index_kind import IndexKind
 from lab.datasets import labelled_images
 
@@ -166,7 +167,8 @@ def print_result(label: str, result: LoadResult) -> None:
 
 
 def run_loadtest(args: argparse.Namespace) -> LoadResult:
-    client = SearchClient(gateway_address(args.gateway))
+    security = ClientSecurity.from_environment(args.tls_ca, args.token)
+    client = SearchClient(gateway_address(args.gateway), security=security)
     queries = load_queries(args.images)
     options = {"top_k": args.top_k, "index": args.index}
     for query in queries[: args.warmup]:

@@ -13,6 +13,7 @@ from typing import Any
 import grpc
 
 from imsearch.client import SearchClient, gateway_address
+from imsearch.core.channels import ClientSecurity
 from imsearch.core.index_kind import IndexKind
 from imsearch.core.runner import run_until_signal
 from imsearch.core.settings import read_config_file
@@ -20,11 +21,25 @@ from imsearch.core.structs import to_dict
 from lab.datasets import labelled_images
 
 
+def connect(args: argparse.Namespace) -> SearchClient:
+    return SearchClient(
+        gateway_address(args.gateway), security=ClientSecurity.from_environment(args.tls_ca, args.token)
+    )
+
+
 def cmd_serve(args: argparse.Namespace) -> None:
     from cli.suite import start_suite
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    suite = start_suite(args.data_dir, args.listen, read_config_file(args.config))
+    security = {
+        "tls_cert": args.tls_cert,
+        "tls_key": args.tls_key,
+        "tls_client_ca": args.tls_client_ca,
+        "auth_file": args.auth_file,
+        "insecure": args.insecure or None,
+        "reflection": False if args.no_reflection else None,
+    }
+    suite = start_suite(args.data_dir, args.listen, read_config_file(args.config), gateway_flags=security)
     run_until_signal(
         f"imsearch suite ready: gateway on {suite.address}, metrics at {', '.join(suite.metrics_urls())}",
         suite.stop,
@@ -32,7 +47,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
 
 
 def cmd_index(args: argparse.Namespace) -> None:
-    client = SearchClient(gateway_address(args.gateway))
+    client = connect(args)
     items = (
         (image_id, path.read_bytes(), {"label": label, "path": str(path)})
         for image_id, path, label in labelled_images(args.paths)
@@ -42,7 +57,7 @@ def cmd_index(args: argparse.Namespace) -> None:
 
 
 def cmd_search(args: argparse.Namespace) -> None:
-    client = SearchClient(gateway_address(args.gateway))
+    client = connect(args)
     response = client.search(
         args.image.read_bytes(),
         args.top_k,
@@ -191,11 +206,25 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--data-dir", type=Path, default=Path("data"), help="Qdrant shards and Redis data")
     serve.add_argument("--listen", default=None, help="gateway address (default 127.0.0.1:50050)")
     serve.add_argument("--config", type=Path, default=None, help="TOML settings file (or IMSEARCH_CONFIG)")
+    serve.add_argument("--tls-cert", type=Path, default=None, help="PEM certificate chain: serve TLS")
+    serve.add_argument("--tls-key", type=Path, default=None, help="PEM private key of --tls-cert")
+    serve.add_argument(
+        "--tls-client-ca", type=Path, default=None, help="mutual TLS: trust client certs of this CA"
+    )
+    serve.add_argument("--auth-file", type=Path, default=None, help="`ROLE SHA256HEX` lines: bearer tokens")
+    serve.add_argument(
+        "--insecure", action="store_true", help="serve off loopback without TLS and credentials"
+    )
+    serve.add_argument("--no-reflection", action="store_true", help="turn gRPC server reflection off")
     serve.set_defaults(func=cmd_serve)
 
     def client_parser(name: str, help_text: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text)
         p.add_argument("--gateway", default=None, help="gateway HOST:PORT (or IMSEARCH_GATEWAY)")
+        p.add_argument(
+            "--tls-ca", type=Path, default=None, help="trust this CA: connect with TLS (or IMSEARCH_TLS_CA)"
+        )
+        p.add_argument("--token", default=None, help="bearer token (better: IMSEARCH_TOKEN, kept out of ps)")
         return p
 
     index = client_parser("index", "add the images under folders (label = folder name)")

@@ -1,11 +1,18 @@
 """Starts a real `redis-server` for `imsearch serve` when no Redis URL is configured.
 
 It keeps its data in <data-dir>/redis with the append-only file on, so the LSH store survives
-a restart of the suite just like the Qdrant shards do.
+a restart of the suite just like the Qdrant shards do. It listens on loopback only, with a
+generated password (in a 0600 config file, never on the command line where `ps` shows it),
+and dies with the process that started it (Linux's parent-death signal), so a killed suite
+leaves no orphan behind to fight the next one over the same files.
 """
 
+import ctypes
 import logging
+import os
+import secrets
 import shutil
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -17,18 +24,33 @@ from devtools.ports import free_port
 log = logging.getLogger(__name__)
 
 
-def _options(port: int, data_dir: Path) -> list[str]:
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """Runs in the child between fork and exec: SIGTERM it when the parent goes."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def _write_config(port: int, password: str, data_dir: Path) -> Path:
     options = {
         "port": str(port),
         "bind": "127.0.0.1",
+        "protected-mode": "yes",
+        "requirepass": password,
         "dir": str(data_dir.resolve()),
         "appendonly": "yes",
         "appendfsync": "everysec",
-        "save": "",
+        "save": '""',
         "daemonize": "no",
         "logfile": str((data_dir / "redis.log").resolve()),
     }
-    return [part for key, value in options.items() for part in (f"--{key}", value)]
+    path = data_dir / "redis.conf"
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as config:
+        config.writelines(f"{key} {value}\n" for key, value in options.items())
+    return path
 
 
 class EmbeddedRedis:
@@ -41,13 +63,20 @@ class EmbeddedRedis:
             )
         data_dir.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
+        password = secrets.token_urlsafe(24)
+        self.url = f"redis://:{password}@127.0.0.1:{self.port}/0"
+        config = _write_config(self.port, password, data_dir)
         self._process = subprocess.Popen(
-            [binary, *_options(self.port, data_dir)],
+            [binary, str(config.resolve())],
             stdout=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent,
         )
         self._wait_ready()
-        log.info("embedded redis on %s (data in %s)", self.url, data_dir)
+        log.info("embedded redis on 127.0.0.1:%d (data in %s)", self.port, data_dir)
+
+    @property
+    def pid(self) -> int:
+        return self._process.pid
 
     def _wait_ready(self, timeout: float = 15.0) -> None:
         client = redis.Redis.from_url(self.url)

@@ -4,10 +4,8 @@ import os
 from collections.abc import Iterable
 from typing import Any
 
-import grpc
-
+from imsearch.core.channels import ClientSecurity, open_channel
 from imsearch.core.index_kind import IndexKind
-from imsearch.core.server import GRPC_OPTIONS
 from imsearch.core.structs import to_struct
 from imsearch.v1 import search_pb2, search_pb2_grpc
 
@@ -19,8 +17,9 @@ def gateway_address(flag: str | None) -> str:
 
 
 class SearchClient:
-    def __init__(self, address: str, timeout: float = 60.0) -> None:
-        self._channel = grpc.insecure_channel(address, options=GRPC_OPTIONS)
+    def __init__(self, address: str, timeout: float = 60.0, security: ClientSecurity | None = None) -> None:
+        """`security`: TLS CA and bearer token; by default from IMSEARCH_TLS_CA and IMSEARCH_TOKEN."""
+        self._channel = open_channel(address, security or ClientSecurity.from_environment())
         self._stub = search_pb2_grpc.SearchServiceStub(self._channel)
         self._timeout = timeout
 

@@ -6,12 +6,13 @@ register its servicer, and gets back a `ServiceApp` that is SERVING once started
 SIGINT/SIGTERM.
 """
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
 import grpc
 
+from imsearch.core.auth import Role
 from imsearch.core.metrics import ServiceMetrics
 from imsearch.core.runner import run_until_signal
 from imsearch.core.server import RunningServer, create_server
@@ -53,13 +54,18 @@ def start_service(
     service_names: Sequence[str],
     settings: ServiceSettings,
     metrics: ServiceMetrics,
+    method_roles: Mapping[str, Role] | None = None,
 ) -> ServiceApp[C]:
     """Serves `core` on `settings.listen` (port 0: a free one) within its limits, and /metrics
     on `metrics_host`:`metrics_port` (0: a free port, -1: none); marks the service SERVING.
-    If anything fails, `core` is closed."""
+    `method_roles` says which role each method needs (others: admin). If anything fails,
+    `core` is closed."""
     metrics_port, metrics_host = settings.metrics_port, settings.metrics_host
     try:
-        server = create_server(register, service_names, settings.listen, metrics, settings.server_limits())
+        security = settings.server_security(method_roles or {})
+        server = create_server(
+            register, service_names, settings.listen, metrics, settings.server_limits(), security
+        )
     except BaseException:
         core.close()
         raise

@@ -17,6 +17,8 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from imsearch.core.admission import ConcurrencyLimit
+from imsearch.core.auth import Authorizer
+from imsearch.core.channels import GRPC_OPTIONS
 from imsearch.core.deadline import Deadline, deadline_scope
 from imsearch.core.errors import ImsearchError
 from imsearch.core.metrics import ServiceMetrics
@@ -24,16 +26,18 @@ from imsearch.core.streams import IdleTimeoutStream
 
 log = logging.getLogger(__name__)
 
-# Images are the largest messages: allow 64 MiB (the gateway rejects bigger files itself).
-MAX_MESSAGE_BYTES = 64 * 1024 * 1024
-GRPC_OPTIONS = [
-    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-]
-
 
 # Threads beyond the admission limits: health checks and fast refusals always find one.
 SPARE_THREADS = 8
+
+
+@dataclass(frozen=True)
+class ServerSecurity:
+    """TLS for the port (None: plaintext), who may call what (None: anyone), reflection."""
+
+    credentials: grpc.ServerCredentials | None = None
+    authorizer: Authorizer | None = None
+    reflection: bool = True
 
 
 @dataclass(frozen=True)
@@ -63,9 +67,12 @@ class ServiceInterceptor(grpc.ServerInterceptor):
     the limits, the caller's deadline opened as the call's `deadline_scope`, domain errors
     mapped to status codes, and latency and outcome recorded as the caller saw them."""
 
-    def __init__(self, metrics: ServiceMetrics, limits: ServerLimits) -> None:
+    def __init__(
+        self, metrics: ServiceMetrics, limits: ServerLimits, authorizer: Authorizer | None = None
+    ) -> None:
         self._metrics = metrics
         self._limits = limits
+        self._authorizer = authorizer
         self._unary_slots = ConcurrencyLimit(limits.max_concurrent_rpcs, "calls")
         self._stream_slots = ConcurrencyLimit(limits.max_concurrent_streams, "streams")
 
@@ -94,12 +101,15 @@ class ServiceInterceptor(grpc.ServerInterceptor):
         metrics = self._metrics
         slots = self._stream_slots if streaming else self._unary_slots
         idle_timeout_s = self._limits.stream_idle_timeout_s
+        authorizer = self._authorizer
 
         def wrapped(request: Any, context: grpc.ServicerContext) -> Any:
             start = perf_counter()
             code = grpc.StatusCode.OK
             deadline = Deadline.after(context.time_remaining(), lambda: not context.is_active())
             try:
+                if authorizer is not None:  # before admission: strangers take no slot
+                    authorizer.authorize(method, context.invocation_metadata(), _has_verified_cert(context))
                 with slots.admit(), deadline_scope(deadline):
                     if not streaming:
                         response = behaviour(request, context)
@@ -138,6 +148,12 @@ class ServiceInterceptor(grpc.ServerInterceptor):
         return wrapped
 
 
+def _has_verified_cert(context: grpc.ServicerContext) -> bool:
+    # With require_client_auth, a TLS peer's certificate is in the auth context only once the
+    # client CA has verified it.
+    return bool(context.auth_context().get("x509_pem_cert"))
+
+
 @dataclass
 class RunningServer:
     server: grpc.Server
@@ -167,11 +183,12 @@ def create_server(
     address: str,
     metrics: ServiceMetrics,
     limits: ServerLimits = ServerLimits(),
+    security: ServerSecurity = ServerSecurity(),
 ) -> RunningServer:
     """Builds and starts a server; `address` with port 0 binds a free port."""
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=limits.threads),
-        interceptors=[ServiceInterceptor(metrics, limits)],
+        interceptors=[ServiceInterceptor(metrics, limits, security.authorizer)],
         options=GRPC_OPTIONS,
         # gRPC's own cap, below our admission: bounds the calls waiting for a thread, so even a
         # flood of health checks cannot queue without limit.
@@ -180,24 +197,17 @@ def create_server(
     register(server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(
-        [*service_names, health.SERVICE_NAME, reflection.SERVICE_NAME], server
-    )
-    port = server.add_insecure_port(address)
+    if security.reflection:
+        reflection.enable_server_reflection(
+            [*service_names, health.SERVICE_NAME, reflection.SERVICE_NAME], server
+        )
+    if security.credentials is not None:
+        port = server.add_secure_port(address, security.credentials)
+    else:
+        port = server.add_insecure_port(address)
     if port == 0:
         raise RuntimeError(f"could not bind {address}")
     running = RunningServer(server, address.rpartition(":")[0], port, health_servicer)
     running.set_serving(False)
     server.start()
     return running
-
-
-def wait_for_channel(target: str, timeout: float = 30.0) -> grpc.Channel:
-    """Opens a channel to `target` and waits until it is connected.
-
-    Round-robin over every address the name resolves to: with `dns:///encoder:50051` and a
-    headless Kubernetes Service, requests spread over all encoder replicas, not just one.
-    """
-    channel = grpc.insecure_channel(target, options=[*GRPC_OPTIONS, ("grpc.lb_policy_name", "round_robin")])
-    grpc.channel_ready_future(channel).result(timeout=timeout)
-    return channel

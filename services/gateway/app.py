@@ -3,8 +3,9 @@
 from contextlib import ExitStack
 
 from imsearch.core.app import ServiceApp, start_service
+from imsearch.core.auth import Role
+from imsearch.core.channels import wait_for_channel
 from imsearch.core.metrics import ServiceMetrics
-from imsearch.core.server import wait_for_channel
 from imsearch.v1 import search_pb2, search_pb2_grpc
 from services.gateway.pipeline import SearchPipeline
 from services.gateway.servicer import SearchServicer
@@ -12,14 +13,23 @@ from services.gateway.settings import GatewaySettings
 
 SERVICE_NAME = search_pb2.DESCRIPTOR.services_by_name["SearchService"].full_name
 GatewayApp = ServiceApp[SearchPipeline]
+# What each public call needs; the internal services need admin for everything.
+METHOD_ROLES = {
+    "Search": Role.SEARCH,
+    "GetStats": Role.SEARCH,
+    "AddImage": Role.WRITE,
+    "AddImages": Role.WRITE,
+    "DeleteImages": Role.WRITE,
+}
 
 
 def start_gateway(settings: GatewaySettings, connect_timeout: float = 60.0) -> GatewayApp:
     metrics = ServiceMetrics("gateway")
     with ExitStack() as on_failure:  # the channels close unless the pipeline takes them over
-        encoder = wait_for_channel(settings.encoder_address, connect_timeout)
+        hops = settings.hop_security()
+        encoder = wait_for_channel(settings.encoder_address, connect_timeout, hops)
         on_failure.callback(encoder.close)
-        index = wait_for_channel(settings.index_address, connect_timeout)
+        index = wait_for_channel(settings.index_address, connect_timeout, hops)
         on_failure.callback(index.close)
         pipeline = SearchPipeline(settings, encoder, index, metrics)
         on_failure.pop_all()
@@ -31,4 +41,5 @@ def start_gateway(settings: GatewaySettings, connect_timeout: float = 60.0) -> G
         [SERVICE_NAME],
         settings,
         metrics,
+        METHOD_ROLES,
     )

@@ -1,7 +1,10 @@
 """Gateway settings: environment (IMSEARCH_GATEWAY_*) and defaults."""
 
+from pathlib import Path
+
 from pydantic_settings import SettingsConfigDict
 
+from imsearch.core.channels import ClientSecurity
 from imsearch.core.service_settings import ServiceSettings
 
 
@@ -19,3 +22,14 @@ class GatewaySettings(ServiceSettings):
     add_batch_bytes: int = 32 * 1024 * 1024  # and at most this many image bytes (gRPC caps at 64 MiB)
     max_image_bytes: int = 20 * 1024 * 1024  # per image, as the encoder's own limit
     rpc_timeout_s: float = 30.0  # per downstream call; less when the caller's deadline is nearer
+    # The hops to encoder and index: TLS (and mTLS) and the internal token they accept.
+    hop_tls_ca: Path | None = None
+    hop_tls_cert: Path | None = None  # the gateway's client certificate, for mutual TLS
+    hop_tls_key: Path | None = None
+    hop_tls_server_name: str | None = None  # the name in their certificates, if not the address
+
+    def hop_security(self) -> ClientSecurity:
+        token = self.internal_token.get_secret_value() if self.internal_token else None
+        return ClientSecurity(
+            self.hop_tls_ca, self.hop_tls_cert, self.hop_tls_key, token, self.hop_tls_server_name
+        )
