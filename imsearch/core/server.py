@@ -20,7 +20,7 @@ from imsearch.core.admission import ConcurrencyLimit
 from imsearch.core.auth import Authorizer
 from imsearch.core.channels import GRPC_OPTIONS
 from imsearch.core.deadline import Deadline, deadline_scope
-from imsearch.core.errors import ImsearchError
+from imsearch.core.errors import ImsearchError, InvalidArgument
 from imsearch.core.metrics import ServiceMetrics
 from imsearch.core.streams import IdleTimeoutStream
 
@@ -86,12 +86,12 @@ class ServiceInterceptor(grpc.ServerInterceptor):
         if handler.request_streaming:
             return grpc.stream_unary_rpc_method_handler(
                 self._wrap(handler.stream_unary, service, method, streaming=True),
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=_tolerant(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
         return grpc.unary_unary_rpc_method_handler(
             self._wrap(handler.unary_unary, service, method),
-            request_deserializer=handler.request_deserializer,
+            request_deserializer=_tolerant(handler.request_deserializer),
             response_serializer=handler.response_serializer,
         )
 
@@ -112,9 +112,9 @@ class ServiceInterceptor(grpc.ServerInterceptor):
                     authorizer.authorize(method, context.invocation_metadata(), _has_verified_cert(context))
                 with slots.admit(), deadline_scope(deadline):
                     if not streaming:
-                        response = behaviour(request, context)
+                        response = behaviour(_decoded(request), context)
                     else:
-                        stream = IdleTimeoutStream(request, idle_timeout_s)
+                        stream = IdleTimeoutStream(map(_decoded, request), idle_timeout_s)
                         try:
                             response = behaviour(stream, context)
                         finally:
@@ -146,6 +146,33 @@ class ServiceInterceptor(grpc.ServerInterceptor):
                 metrics.handling_seconds.labels(service, method).observe(perf_counter() - start)
 
         return wrapped
+
+
+@dataclass(frozen=True)
+class _Undecodable:
+    """Stands in for a message that did not parse (invalid UTF-8 in a string, nesting past
+    protobuf's limit, garbage): gRPC would answer INTERNAL; the handler answers INVALID_ARGUMENT."""
+
+    reason: str
+
+
+def _tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    if deserializer is None:
+        return None
+
+    def deserialize(data: bytes) -> Any:
+        try:
+            return deserializer(data)
+        except Exception as exc:
+            return _Undecodable(str(exc) or type(exc).__name__)
+
+    return deserialize
+
+
+def _decoded(request: Any) -> Any:
+    if isinstance(request, _Undecodable):
+        raise InvalidArgument(f"request is not a valid message: {request.reason}")
+    return request
 
 
 def _has_verified_cert(context: grpc.ServicerContext) -> bool:

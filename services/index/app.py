@@ -20,7 +20,7 @@ def build_vector_store(settings: IndexSettings) -> VectorStore:
     if settings.qdrant_url:
         return QdrantServerStore(
             url=settings.qdrant_url,
-            api_key=settings.qdrant_api_key,
+            api_key=settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None,
             hnsw_m=settings.hnsw_m,
             hnsw_ef_construct=settings.hnsw_ef_construct,
             hnsw_ef=settings.hnsw_ef,

@@ -1,9 +1,10 @@
 """The index service's core: one write path over Qdrant and the LSH store, three search paths.
 
-Writes go to Qdrant first, then to the LSH store in one Redis transaction. If the LSH write
-fails, the Qdrant write is undone (old points restored, new ones removed), so neither store is
-left half-written; if even the undo fails, the collection is marked for repair and the next
-write (or the next start) reconciles the LSH store from Qdrant, the source of truth.
+Vectors are stored and compared as unit vectors (cosine on every index). Writes go to Qdrant
+first, then to the LSH store in one Redis transaction. If the LSH write fails, the Qdrant write
+is undone (old points restored, new ones removed), so neither store is left half-written; if
+even the undo fails, the collection is marked for repair and the next write (or the next
+start) reconciles the LSH store from Qdrant, the source of truth.
 """
 
 import logging
@@ -93,9 +94,13 @@ class IndexEngine:
         vector = np.asarray(values, dtype=np.float32)
         if not np.all(np.isfinite(vector)):
             raise InvalidArgument(f"{what} has NaN or infinite values")
-        if not np.any(vector):
+        norm = float(np.linalg.norm(vector.astype(np.float64)))  # float64: no overflow to inf
+        if norm == 0.0:
             raise InvalidArgument(f"{what} is all zeros (cosine is undefined)")
-        return vector
+        # Every index ranks by cosine: store and query unit vectors, so LSH's dot products are
+        # cosines too (raw vectors once gave LSH scores of 3.45 and inf).
+        unit: np.ndarray = (vector.astype(np.float64) / norm).astype(np.float32)
+        return unit
 
     # -- collections ------------------------------------------------------------------------
 
@@ -261,7 +266,6 @@ class IndexEngine:
     ) -> SearchOutcome:
         validate_top_k(top_k)
         query = self._check_vector(collection, values, "query vector")
-        query = query / float(np.linalg.norm(query))
         with self._metrics.stage(f"search_{index}"):
             if index is IndexKind.LSH:
                 result = self._with_redis(lambda: self._lsh.search(collection, query, top_k, metadata_filter))

@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+from pydantic import SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from imsearch.core.service_settings import ServiceSettings
@@ -14,7 +15,7 @@ class IndexSettings(ServiceSettings):
     metrics_port: int = 9102
     data_dir: Path = Path("data")  # embedded Qdrant shards live in <data_dir>/qdrant
     qdrant_url: str | None = None  # set to use a Qdrant server instead of the embedded engine
-    qdrant_api_key: str | None = None
+    qdrant_api_key: SecretStr | None = None  # sent only over https; never logged
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_prefix: str = "imsearch:lsh"
     hnsw_m: int = 16

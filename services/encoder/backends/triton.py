@@ -13,6 +13,7 @@ import tritonclient.grpc as triton_grpc
 from tritonclient.utils import InferenceServerException
 
 from imsearch.core.errors import (
+    DeadlineExceeded,
     ImsearchError,
     InvalidArgument,
     NotFound,
@@ -26,14 +27,18 @@ _STATUS_ERRORS: dict[str, type[ImsearchError]] = {
     "StatusCode.NOT_FOUND": NotFound,
     "StatusCode.INVALID_ARGUMENT": InvalidArgument,
     "StatusCode.RESOURCE_EXHAUSTED": ResourceExhausted,
-    "StatusCode.UNAVAILABLE": Unavailable,
-    "StatusCode.DEADLINE_EXCEEDED": Unavailable,
+    "StatusCode.UNAVAILABLE": Unavailable,  # the only one retried: the server may come back
+    "StatusCode.DEADLINE_EXCEEDED": DeadlineExceeded,
 }
 
 
 def to_domain_error(exc: InferenceServerException, model: str) -> ImsearchError:
-    error = _STATUS_ERRORS.get(str(exc.status()), Unavailable)
-    return error(f"triton ({model}): {exc.message()}")
+    """Triton's status as ours. Anything unlisted (INTERNAL, UNKNOWN: a model that failed)
+    stays INTERNAL and is not retried: running a broken model again only doubles the load."""
+    status = exc.status()
+    if status is None:  # raised by the client itself: no server reached
+        return Unavailable(f"triton ({model}): {exc.message()}")
+    return _STATUS_ERRORS.get(str(status), ImsearchError)(f"triton ({model}): {exc.message()}")
 
 
 class TritonBackend:

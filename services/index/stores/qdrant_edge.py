@@ -17,8 +17,9 @@ from imsearch.core.errors import FailedPrecondition, InvalidArgument, NotFound
 from imsearch.core.validation import is_valid_name, validate_name
 from services.index.stores.base import MetadataFilter, ScoredPoint, StoredPoint
 from services.index.stores.qdrant_payload import (
+    MATCH_KEY,
+    filter_tokens,
     in_request_order,
-    metadata_key,
     payload_for,
     point_uuid,
     scored_point,
@@ -33,7 +34,8 @@ def _edge_filter(metadata_filter: MetadataFilter | None) -> qe.Filter | None:
         return None
     return qe.Filter(
         must=[
-            qe.FieldCondition(key=metadata_key(k), match=qe.MatchValue(v)) for k, v in metadata_filter.items()
+            qe.FieldCondition(key=MATCH_KEY, match=qe.MatchValue(token))
+            for token in filter_tokens(metadata_filter)
         ]
     )
 

@@ -1,7 +1,12 @@
 """What both Qdrant adapters share: id mapping and the payload layout.
 
 Qdrant wants integer or UUID point ids; ours are strings, mapped by a stable UUIDv5. The
-caller's id and metadata live in the payload: {"id": ..., "metadata": {...}}.
+caller's id and metadata live in the payload: {"id": ..., "metadata": {...}, "match": [...]}.
+
+"match" holds one typed keyword per filterable field value (`color=s:red`, `flag=b:true`,
+`n=i:3`, one per list element), and every filter is matched against it. Matching the raw
+metadata would follow Qdrant's own typing, which differs from the LSH store's and between
+bindings (qdrant-edge-py turns a boolean match into an integer one, so `true` matched `1`).
 """
 
 import uuid
@@ -10,23 +15,49 @@ from typing import Any
 
 import numpy as np
 
-from services.index.stores.base import ScoredPoint, StoredPoint
+from imsearch.core.structs import FILTER_KEY
+from services.index.stores.base import MetadataFilter, ScoredPoint, StoredPoint
 
 ID_NAMESPACE = uuid.UUID("6f1d3c52-6f4e-4a55-9b1a-1a5f3f0e2b7d")
 ID_KEY = "id"
 METADATA_KEY = "metadata"
+MATCH_KEY = "match"
 
 
 def point_uuid(point_id: str) -> str:
     return str(uuid.uuid5(ID_NAMESPACE, point_id))
 
 
+def match_token(key: str, value: Any) -> str | None:
+    """The keyword a field value is matched by; None for values no filter can ask for."""
+    if isinstance(value, bool):
+        return f"{key}=b:{'true' if value else 'false'}"
+    if isinstance(value, int):
+        return f"{key}=i:{value}"
+    if isinstance(value, str):
+        return f"{key}=s:{value}"
+    return None
+
+
+def match_tokens(metadata: dict[str, Any]) -> list[str]:
+    tokens = set()
+    for key, value in metadata.items():
+        if not FILTER_KEY.match(key):
+            continue
+        for element in value if isinstance(value, list) else [value]:
+            token = match_token(key, element)
+            if token is not None:
+                tokens.add(token)
+    return sorted(tokens)
+
+
+def filter_tokens(metadata_filter: MetadataFilter) -> list[str]:
+    tokens = [match_token(key, value) for key, value in metadata_filter.items()]
+    return [t for t in tokens if t is not None]
+
+
 def payload_for(point_id: str, metadata: dict[str, Any]) -> dict[str, Any]:
-    return {ID_KEY: point_id, METADATA_KEY: metadata}
-
-
-def metadata_key(key: str) -> str:
-    return f"{METADATA_KEY}.{key}"
+    return {ID_KEY: point_id, METADATA_KEY: metadata, MATCH_KEY: match_tokens(metadata)}
 
 
 def stored_point(record: Any) -> StoredPoint:

@@ -4,21 +4,52 @@ Constructed with a URL for a Qdrant server; `location=":memory:"` runs qdrant-cl
 mode, which the congruence tests use to check this adapter against the embedded one.
 """
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 from qdrant_client import QdrantClient, models
+from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
-from imsearch.core.errors import NotFound
+from imsearch.core.errors import NotFound, Unavailable
 from services.index.stores.base import MetadataFilter, ScoredPoint, StoredPoint
 from services.index.stores.qdrant_payload import (
+    MATCH_KEY,
+    filter_tokens,
     in_request_order,
-    metadata_key,
     payload_for,
     point_uuid,
     scored_point,
     stored_point,
 )
+
+_TRANSIENT_HTTP = frozenset({408, 429, 500, 502, 503, 504})
+
+
+class _TransientAsUnavailable:
+    """The client with its transient failures (no connection, timeouts, 429 and 5xx answers)
+    raised as Unavailable, which callers may retry, instead of surfacing as INTERNAL."""
+
+    def __init__(self, client: QdrantClient) -> None:
+        self._client = client
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._client, name)
+        if not callable(attribute):
+            return attribute
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return attribute(*args, **kwargs)
+            except ResponseHandlingException as exc:
+                raise Unavailable(f"qdrant unreachable: {exc}") from None
+            except UnexpectedResponse as exc:
+                if exc.status_code in _TRANSIENT_HTTP:
+                    raise Unavailable(f"qdrant answered {exc.status_code}: {exc.reason_phrase}") from None
+                raise
+
+        wrapped: Callable[..., Any] = call
+        return wrapped
 
 
 def _client_filter(metadata_filter: MetadataFilter | None) -> models.Filter | None:
@@ -26,8 +57,8 @@ def _client_filter(metadata_filter: MetadataFilter | None) -> models.Filter | No
         return None
     return models.Filter(
         must=[
-            models.FieldCondition(key=metadata_key(k), match=models.MatchValue(value=v))
-            for k, v in metadata_filter.items()
+            models.FieldCondition(key=MATCH_KEY, match=models.MatchValue(value=token))
+            for token in filter_tokens(metadata_filter)
         ]
     )
 
@@ -42,7 +73,10 @@ class QdrantServerStore:
         hnsw_ef_construct: int = 128,
         hnsw_ef: int = 128,
     ) -> None:
-        self._client = QdrantClient(url=url, location=location, api_key=api_key)
+        if api_key is not None and url is not None and not url.startswith("https://"):
+            # qdrant-client would send the key in clear text (it only warns).
+            raise ValueError("a Qdrant API key is sent only over https: use an https:// qdrant_url")
+        self._client = _TransientAsUnavailable(QdrantClient(url=url, location=location, api_key=api_key))
         self._hnsw = models.HnswConfigDiff(m=hnsw_m, ef_construct=hnsw_ef_construct)
         self._hnsw_ef = hnsw_ef
 

@@ -39,6 +39,7 @@ import numpy as np
 import redis
 
 from imsearch.core.errors import NotFound
+from imsearch.core.structs import field_matches
 from imsearch.core.validation import validate_name
 from services.index.stores.base import MetadataFilter, ScoredPoint, StoredPoint
 
@@ -82,7 +83,9 @@ class _Collection:
 
 
 def matches(metadata: dict[str, Any], metadata_filter: MetadataFilter | None) -> bool:
-    return not metadata_filter or all(metadata.get(k) == v for k, v in metadata_filter.items())
+    return not metadata_filter or all(
+        k in metadata and field_matches(metadata[k], v) for k, v in metadata_filter.items()
+    )
 
 
 def probe_flips(margins: np.ndarray, probes: int) -> np.ndarray:

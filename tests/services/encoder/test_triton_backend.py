@@ -16,7 +16,7 @@ from devtools.triton.cpu_repository import build_repository
 from devtools.triton.server import TritonServer
 from imsearch.core.errors import NotFound, Unavailable
 from imsearch.core.metrics import ServiceMetrics
-from services.encoder.backends.triton import TritonBackend
+from services.encoder.backends.triton import TritonBackend, to_domain_error
 from services.encoder.engine import Encoder
 from services.encoder.settings import EncoderSettings
 from tests.helpers import MODEL_REPOSITORY, jpeg, png
@@ -150,3 +150,23 @@ def test_zoo_models_serve_the_same_through_triton(tmp_path: Path) -> None:
         embedded.close()
         served.close()
         server.stop()
+
+
+@pytest.mark.parametrize(
+    ("status", "code"),
+    [
+        ("StatusCode.UNAVAILABLE", "UNAVAILABLE"),
+        ("StatusCode.INTERNAL", "INTERNAL"),  # a failing model: not transient, not retried
+        ("StatusCode.UNKNOWN", "INTERNAL"),
+        ("StatusCode.DEADLINE_EXCEEDED", "DEADLINE_EXCEEDED"),
+        ("StatusCode.INVALID_ARGUMENT", "INVALID_ARGUMENT"),
+        (None, "UNAVAILABLE"),  # raised by the client before reaching any server
+    ],
+)
+def test_triton_statuses_map_to_ours(status: str | None, code: str) -> None:
+    """A model that fails inside Triton is hard to cause on demand; the mapping is checked
+    on the client library's own exception type."""
+    from tritonclient.utils import InferenceServerException
+
+    error = to_domain_error(InferenceServerException("boom", status=status), MODEL)
+    assert error.code.name == code

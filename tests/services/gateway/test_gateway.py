@@ -15,6 +15,7 @@ from PIL import Image
 
 from cli.suite import Suite
 from imsearch.client import SearchClient
+from imsearch.core.structs import to_struct
 from imsearch.v1 import encoder_pb2, encoder_pb2_grpc, index_pb2, search_pb2, search_pb2_grpc
 from services.gateway.pipeline import STORED_ITEMS_KEY
 from tests.helpers import huge_png_header, jpeg, png, truncated_jpeg
@@ -241,3 +242,60 @@ def test_stats_health_and_metrics(suite: Suite, client: SearchClient) -> None:
 
 def test_index_kind_is_reported(client: SearchClient) -> None:
     assert client.search(jpeg(1), index="lsh").index == index_pb2.INDEX_KIND_LSH
+
+
+def raw_call(suite: Suite, method: str, payload: bytes) -> grpc.RpcError:
+    channel = grpc.insecure_channel(suite.address)
+    call: grpc.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(
+        f"/imsearch.v1.SearchService/{method}"
+    )
+    return error_of(lambda: call(payload, timeout=30))
+
+
+def nested_struct(depth: int) -> struct_pb2.Struct:
+    inner: dict[str, object] = {"leaf": 1}
+    for _ in range(depth):
+        inner = {"a": inner}
+    return to_struct(inner)
+
+
+def test_malformed_messages_are_invalid_argument_not_internal(suite: Suite, client: SearchClient) -> None:
+    invalid_utf8_id = b"\x0a\x02\xff\xfe"  # field 1 (id), 2 bytes that are not UTF-8
+    error = raw_call(suite, "AddImage", invalid_utf8_id + b"\x12\x01x")
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, error.details()
+    assert "not a valid message" in (error.details() or "")
+    assert raw_call(suite, "Search", b"\xff" * 64).code() == grpc.StatusCode.INVALID_ARGUMENT
+    client.stats()  # still up
+
+
+@pytest.mark.parametrize("depth", [20, 200])
+def test_deeply_nested_metadata_is_invalid_argument(suite: Suite, client: SearchClient, depth: int) -> None:
+    request = search_pb2.AddImageRequest(id="deep", image=jpeg(1))
+    if depth < 90:
+        request.metadata.CopyFrom(nested_struct(depth))
+        payload = request.SerializeToString()
+    else:  # past protobuf's own recursion limit: only raw bytes can say it
+        payload = request.SerializeToString() + _nested_bytes(depth)
+    before = points(client)
+    error = raw_call(suite, "AddImage", payload)
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, error.details()
+    assert points(client) == before
+
+
+def _nested_bytes(depth: int) -> bytes:
+    """Field 3 (metadata, a Struct) nested `depth` times through Value.struct_value."""
+    struct = b""
+    for _ in range(depth):
+        value = b"\x2a" + _varint(len(struct)) + struct  # Value.struct_value = 5
+        entry = b"\x0a\x01a" + b"\x12" + _varint(len(value)) + value  # MapEntry key=1, value=2
+        struct = b"\x0a" + _varint(len(entry)) + entry  # Struct.fields = 1
+    return b"\x1a" + _varint(len(struct)) + struct
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)

@@ -63,3 +63,17 @@ def test_replace_delete_retrieve_and_iterate(store: VectorStore) -> None:
     assert store.retrieve("c", ["p1"]) == []
     assert len({p.id for p in store.iter_points("c", batch=64)}) == 299
     assert store.collections() == {"c": DIM}
+
+
+def test_the_qdrant_api_key_never_travels_in_clear_text() -> None:
+    with pytest.raises(ValueError, match="only over https"):
+        QdrantServerStore(url="http://qdrant:6333", api_key="secret")
+
+
+def test_an_unreachable_qdrant_server_is_unavailable_not_internal() -> None:
+    from devtools.ports import free_port
+    from imsearch.core.errors import Unavailable
+
+    store = QdrantServerStore(url=f"http://127.0.0.1:{free_port()}")  # nothing listens there
+    with pytest.raises(Unavailable, match="qdrant unreachable"):
+        store.collections()
