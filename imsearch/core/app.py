@@ -6,9 +6,11 @@ register its servicer, and gets back a `ServiceApp` that is SERVING once started
 SIGINT/SIGTERM.
 """
 
+import logging
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Generic, Protocol, TypeVar
+from typing import Generic, Protocol, TypeVar, runtime_checkable
 
 import grpc
 
@@ -24,6 +26,52 @@ class Closeable(Protocol):
     def close(self) -> None: ...
 
 
+@runtime_checkable
+class HealthAware(Protocol):
+    def health_problem(self) -> str | None:
+        """None when the core and what it depends on work; else what is wrong, in a phrase."""
+        ...
+
+
+HEALTH_INTERVAL_S = 2.0
+
+
+class HealthMonitor:
+    """Keeps the gRPC health status true to the core's dependencies: NOT_SERVING (and a log
+    line) while `health_problem()` names one, SERVING again once it is gone."""
+
+    def __init__(self, name: str, core: HealthAware, server: RunningServer, interval_s: float) -> None:
+        self._name, self._core, self._server = name, core, server
+        self._stop = threading.Event()
+        self.problem: str | None = None
+        self._thread = threading.Thread(
+            target=self._run, args=(interval_s,), name=f"{name}-health", daemon=True
+        )
+        self._thread.start()
+
+    def check(self) -> None:
+        try:
+            problem = self._core.health_problem()
+        except Exception as exc:  # a failing check is itself a problem
+            problem = f"health check failed: {exc}"
+        if problem != self.problem:
+            if problem:
+                log.warning("%s NOT_SERVING: %s", self._name, problem)
+            else:
+                log.info("%s SERVING again", self._name)
+        self.problem = problem
+        self._server.set_serving(problem is None)
+
+    def _run(self, interval_s: float) -> None:
+        while not self._stop.wait(interval_s):
+            self.check()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+log = logging.getLogger(__name__)
 C = TypeVar("C", bound=Closeable)
 S = TypeVar("S", bound=ServiceSettings)
 
@@ -37,12 +85,15 @@ class ServiceApp(Generic[C]):
     core: C
     metrics: ServiceMetrics
     metrics_port: int | None  # None: no /metrics endpoint
+    health: HealthMonitor | None = None
 
     @property
     def address(self) -> str:
         return self.server.address
 
     def stop(self, grace: float | None = 2.0) -> None:
+        if self.health is not None:
+            self.health.stop()
         self.server.stop(grace)  # NOT_SERVING first, then in-flight calls get `grace` seconds
         self.core.close()
 
@@ -76,7 +127,10 @@ def start_service(
         core.close()
         raise
     server.set_serving(True)
-    return ServiceApp(name, server, core, metrics, bound_metrics_port)
+    monitor = None
+    if isinstance(core, HealthAware):
+        monitor = HealthMonitor(name, core, server, settings.health_interval_s)
+    return ServiceApp(name, server, core, metrics, bound_metrics_port, monitor)
 
 
 def run_service(

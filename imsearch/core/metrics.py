@@ -66,7 +66,7 @@ class ServiceMetrics:
         )
         self.dropped = Counter(
             "imsearch_encoder_dropped_total",
-            "Images dropped before inference because their caller had gone.",
+            "Images dropped before decoding or inference because their caller had gone.",
             ["model", "reason"],
             registry=self.registry,
         )

@@ -38,6 +38,7 @@ class ServiceSettings(BaseSettings):
     max_concurrent_rpcs: int = 64
     max_concurrent_streams: int = 8
     stream_idle_timeout_s: float = 30.0  # a client stream silent this long is ended
+    health_interval_s: float = 2.0  # how often health re-checks the service's dependencies
     # Security. Off loopback a service refuses to start without TLS and credentials (tokens
     # or client certificates) unless `insecure` says so.
     tls_cert: Path | None = None  # PEM certificate chain of this server

@@ -68,6 +68,10 @@ class MicroBatcher:
             thread.start()
 
     @property
+    def alive(self) -> bool:
+        return all(thread.is_alive() for thread in self._threads)
+
+    @property
     def depth(self) -> int:
         """Images waiting for inference."""
         return self._queue.qsize()

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from imsearch.core.deadline import current_deadline
-from imsearch.core.errors import InvalidArgument, NotFound
+from imsearch.core.errors import Cancelled, DeadlineExceeded, InvalidArgument, NotFound
 from imsearch.core.metrics import ServiceMetrics
 from imsearch.core.validation import validate_name
 from services.encoder.backends.base import InferenceBackend
@@ -119,7 +119,12 @@ class Encoder:
         deadline = current_deadline()
         pixels = []
         for position, data in enumerate(images):
-            deadline.check(f"decoding image {position}")  # the caller gone: no more work for it
+            try:
+                deadline.check(f"decoding image {position}")  # the caller gone: no more work for it
+            except (DeadlineExceeded, Cancelled) as gone:
+                reason = "expired" if isinstance(gone, DeadlineExceeded) else "cancelled"
+                self._metrics.dropped.labels(loaded.spec.name, reason).inc(len(images) - position)
+                raise
             try:
                 with self._metrics.stage("decode"):
                     image = decode_image(
@@ -136,6 +141,10 @@ class Encoder:
         with self._metrics.stage("encode"):
             features = loaded.batcher.run(np.stack(pixels), deadline)
         return loaded.spec, l2_normalize(features)
+
+    def health_problem(self) -> str | None:
+        dead = [name for name, loaded in self.models.items() if not loaded.batcher.alive]
+        return f"inference workers stopped for {', '.join(dead)}" if dead else None
 
     def close(self) -> None:
         for loaded in self.models.values():

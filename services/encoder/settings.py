@@ -28,7 +28,7 @@ class EncoderSettings(ServiceSettings):
     # changes the cost per image); on a GPU a few ms buys bigger batches.
     max_wait_ms: float = 0.0
     batch_workers: int = 1  # inference calls running at once per model
-    max_queue: int = 256  # images waiting for inference per model; past it RESOURCE_EXHAUSTED
+    max_queue: int = 32  # images waiting for inference per model; past it RESOURCE_EXHAUSTED
     intra_op_threads: int = 0  # onnxruntime threads per call; 0 = one per core
     max_images_per_request: int = 64
     max_image_bytes: int = 20 * 1024 * 1024

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import grpc
 import numpy as np
 from google.protobuf import struct_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from imsearch.core.deadline import current_deadline
 from imsearch.core.errors import ImsearchError, InvalidArgument, ResourceExhausted
@@ -234,6 +235,21 @@ class SearchPipeline:
             index_pb2.GetCollectionInfoRequest(collection=self.collection),
             timeout=self._hop_timeout("reading stats"),
         )
+
+    def health_problem(self) -> str | None:
+        """SERVING only while the encoder and the index both say SERVING."""
+        for name, channel in zip(("encoder", "index"), self._channels, strict=True):
+            try:
+                status = (
+                    health_pb2_grpc.HealthStub(channel)
+                    .Check(health_pb2.HealthCheckRequest(), timeout=2)
+                    .status
+                )
+            except grpc.RpcError as exc:
+                return f"{name} unreachable: {exc.code().name}"
+            if status != health_pb2.HealthCheckResponse.SERVING:
+                return f"{name} is not serving"
+        return None
 
     def close(self) -> None:
         for channel in self._channels:

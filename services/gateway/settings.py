@@ -13,6 +13,10 @@ class GatewaySettings(ServiceSettings):
 
     listen: str = "127.0.0.1:50050"
     metrics_port: int = 9100
+    # Searches in flight: past what the encoders finish in time, more only queue
+    # (bench/overload.py at 2x load on 2 cores: admitted p99 1.9 s with 64, 340 ms with 16).
+    # Size it to encoder capacity x the latency you promise.
+    max_concurrent_rpcs: int = 16
     encoder_address: str = "127.0.0.1:50051"
     index_address: str = "127.0.0.1:50052"
     model: str = ""  # empty: the encoder's default model

@@ -283,6 +283,17 @@ class IndexEngine:
             scored = self._vectors.count(collection) if exact else 0
             return SearchOutcome(hits, scored, scored)
 
+    def health_problem(self) -> str | None:
+        try:
+            self._lsh.ping()
+        except redis.exceptions.RedisError as exc:
+            return f"LSH store (Redis) unreachable: {exc}"
+        try:
+            self._vectors.collections()
+        except Exception as exc:
+            return f"vector store (Qdrant) unreachable: {exc}"
+        return None
+
     def close(self) -> None:
         self.wait_for_optimize()
         with self._write_lock:

@@ -125,6 +125,9 @@ class RedisLshStore:
         self._prefix = prefix
         self._collections: dict[str, _Collection] = {}
 
+    def ping(self) -> None:
+        self._redis.ping()
+
     def _key(self, collection: str, *parts: object) -> str:
         return ":".join([self._prefix, validate_name("collection", collection), *map(str, parts)])
 
