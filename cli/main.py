@@ -27,6 +27,21 @@ def connect(args: argparse.Namespace) -> SearchClient:
     )
 
 
+def cmd_verify(args: argparse.Namespace) -> None:
+    audit = connect(args).verify(args.repair)
+    print(
+        f"{audit.points} points in Qdrant, {audit.lsh_points} in the LSH store: "
+        f"{audit.missing_in_lsh} missing from LSH, {audit.extra_in_lsh} only in LSH, "
+        f"{audit.diverged} with a different vector or metadata"
+        + (f"; {audit.repaired} repaired" if args.repair else "")
+    )
+    if audit.sample_ids:
+        print("e.g. " + ", ".join(audit.sample_ids))
+    differences = audit.missing_in_lsh + audit.extra_in_lsh + audit.diverged
+    if differences and audit.repaired < differences:
+        sys.exit(1)
+
+
 def cmd_serve(args: argparse.Namespace) -> None:
     from cli.suite import start_suite
 
@@ -230,6 +245,12 @@ def build_parser() -> argparse.ArgumentParser:
     index = client_parser("index", "add the images under folders (label = folder name)")
     index.add_argument("paths", nargs="+", type=Path)
     index.set_defaults(func=cmd_index)
+
+    verify = client_parser("verify", "audit the index: Qdrant and the LSH store hold the same points (admin)")
+    verify.add_argument(
+        "--repair", action="store_true", help="rewrite the LSH store from Qdrant where they differ"
+    )
+    verify.set_defaults(func=cmd_verify)
 
     search = client_parser("search", "find images similar to IMAGE")
     search.add_argument("image", type=Path)

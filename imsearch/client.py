@@ -7,7 +7,7 @@ from typing import Any
 from imsearch.core.channels import ClientSecurity, open_channel
 from imsearch.core.index_kind import IndexKind
 from imsearch.core.structs import to_struct
-from imsearch.v1 import search_pb2, search_pb2_grpc
+from imsearch.v1 import index_pb2, search_pb2, search_pb2_grpc
 
 DEFAULT_GATEWAY = "127.0.0.1:50050"
 
@@ -54,6 +54,11 @@ class SearchClient:
     def stats(self) -> search_pb2.Stats:
         stats: search_pb2.Stats = self._stub.GetStats(search_pb2.GetStatsRequest(), timeout=self._timeout)
         return stats
+
+    def verify(self, repair: bool = False) -> index_pb2.VerifyResponse:
+        """Audits the gateway's collection (admin): both stores hold the same points?"""
+        response: index_pb2.VerifyResponse = self._stub.VerifyIndex(index_pb2.VerifyRequest(repair=repair))
+        return response
 
     def close(self) -> None:
         self._channel.close()

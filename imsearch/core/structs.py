@@ -40,7 +40,11 @@ def _integral_to_int(value: Any) -> Any:
 def to_dict(struct: struct_pb2.Struct) -> dict[str, Any]:
     if struct.ByteSize() > MAX_METADATA_BYTES:
         raise InvalidArgument(f"metadata is over {MAX_METADATA_BYTES} bytes")
-    result: dict[str, Any] = _integral_to_int(json_format.MessageToDict(struct))
+    try:
+        raw = json_format.MessageToDict(struct)
+    except ValueError:  # Infinity or NaN: JSON has no such numbers
+        raise InvalidArgument("metadata numbers must be finite (no Infinity or NaN)") from None
+    result: dict[str, Any] = _integral_to_int(raw)
     if _depth(result) > MAX_METADATA_DEPTH:
         raise InvalidArgument(f"metadata is nested more than {MAX_METADATA_DEPTH} levels deep")
     return result

@@ -377,3 +377,71 @@ class CollectionInfo(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CollectionInfo: _TypeAlias = CollectionInfo  # noqa: Y015
+
+@_typing.final
+class VerifyRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COLLECTION_FIELD_NUMBER: _builtins.int
+    REPAIR_FIELD_NUMBER: _builtins.int
+    collection: _builtins.str
+    repair: _builtins.bool
+    def __init__(
+        self,
+        *,
+        collection: _builtins.str = ...,
+        repair: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["collection", b"collection", "repair", b"repair"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VerifyRequest: _TypeAlias = VerifyRequest  # noqa: Y015
+
+@_typing.final
+class VerifyResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    POINTS_FIELD_NUMBER: _builtins.int
+    LSH_POINTS_FIELD_NUMBER: _builtins.int
+    MISSING_IN_LSH_FIELD_NUMBER: _builtins.int
+    EXTRA_IN_LSH_FIELD_NUMBER: _builtins.int
+    DIVERGED_FIELD_NUMBER: _builtins.int
+    REPAIRED_FIELD_NUMBER: _builtins.int
+    SAMPLE_IDS_FIELD_NUMBER: _builtins.int
+    points: _builtins.int
+    """in Qdrant"""
+    lsh_points: _builtins.int
+    """in the LSH store, before any repair"""
+    missing_in_lsh: _builtins.int
+    """in Qdrant only"""
+    extra_in_lsh: _builtins.int
+    """in the LSH store only"""
+    diverged: _builtins.int
+    """in both, with a different vector or metadata"""
+    repaired: _builtins.int
+    """points rewritten or removed in the LSH store"""
+    @_builtins.property
+    def sample_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """up to 20 of the differing ids"""
+
+    def __init__(
+        self,
+        *,
+        points: _builtins.int = ...,
+        lsh_points: _builtins.int = ...,
+        missing_in_lsh: _builtins.int = ...,
+        extra_in_lsh: _builtins.int = ...,
+        diverged: _builtins.int = ...,
+        repaired: _builtins.int = ...,
+        sample_ids: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["diverged", b"diverged", "extra_in_lsh", b"extra_in_lsh", "lsh_points", b"lsh_points", "missing_in_lsh", b"missing_in_lsh", "points", b"points", "repaired", b"repaired", "sample_ids", b"sample_ids"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VerifyResponse: _TypeAlias = VerifyResponse  # noqa: Y015

@@ -65,6 +65,11 @@ class IndexServiceStub:
                 request_serializer=imsearch_dot_v1_dot_index__pb2.GetCollectionInfoRequest.SerializeToString,
                 response_deserializer=imsearch_dot_v1_dot_index__pb2.CollectionInfo.FromString,
                 _registered_method=True)
+        self.Verify = channel.unary_unary(
+                '/imsearch.v1.IndexService/Verify',
+                request_serializer=imsearch_dot_v1_dot_index__pb2.VerifyRequest.SerializeToString,
+                response_deserializer=imsearch_dot_v1_dot_index__pb2.VerifyResponse.FromString,
+                _registered_method=True)
 
 
 class IndexServiceServicer:
@@ -110,6 +115,15 @@ class IndexServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Verify(self, request, context):
+        """Audits a collection: Qdrant and the LSH store must hold the same ids with the same vectors
+        (to float16 precision) and metadata. With repair, the LSH store is rewritten from Qdrant
+        (the source of truth) where they differ, without a restart.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_IndexServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -142,6 +156,11 @@ def add_IndexServiceServicer_to_server(servicer, server):
                     servicer.GetCollectionInfo,
                     request_deserializer=imsearch_dot_v1_dot_index__pb2.GetCollectionInfoRequest.FromString,
                     response_serializer=imsearch_dot_v1_dot_index__pb2.CollectionInfo.SerializeToString,
+            ),
+            'Verify': grpc.unary_unary_rpc_method_handler(
+                    servicer.Verify,
+                    request_deserializer=imsearch_dot_v1_dot_index__pb2.VerifyRequest.FromString,
+                    response_serializer=imsearch_dot_v1_dot_index__pb2.VerifyResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -307,6 +326,33 @@ class IndexService:
             '/imsearch.v1.IndexService/GetCollectionInfo',
             imsearch_dot_v1_dot_index__pb2.GetCollectionInfoRequest.SerializeToString,
             imsearch_dot_v1_dot_index__pb2.CollectionInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Verify(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/imsearch.v1.IndexService/Verify',
+            imsearch_dot_v1_dot_index__pb2.VerifyRequest.SerializeToString,
+            imsearch_dot_v1_dot_index__pb2.VerifyResponse.FromString,
             options,
             channel_credentials,
             insecure,

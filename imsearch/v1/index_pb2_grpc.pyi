@@ -42,6 +42,11 @@ class IndexServiceStub:
     GetVectors: _grpc.UnaryUnaryMultiCallable[_index_pb2.GetVectorsRequest, _index_pb2.GetVectorsResponse]
     """Reads stored full-precision vectors (used for reranking)."""
     GetCollectionInfo: _grpc.UnaryUnaryMultiCallable[_index_pb2.GetCollectionInfoRequest, _index_pb2.CollectionInfo]
+    Verify: _grpc.UnaryUnaryMultiCallable[_index_pb2.VerifyRequest, _index_pb2.VerifyResponse]
+    """Audits a collection: Qdrant and the LSH store must hold the same ids with the same vectors
+    (to float16 precision) and metadata. With repair, the LSH store is rewritten from Qdrant
+    (the source of truth) where they differ, without a restart.
+    """
 
 @_typing.type_check_only
 class IndexServiceAsyncStub(IndexServiceStub):
@@ -57,6 +62,11 @@ class IndexServiceAsyncStub(IndexServiceStub):
     GetVectors: _aio.UnaryUnaryMultiCallable[_index_pb2.GetVectorsRequest, _index_pb2.GetVectorsResponse]  # type: ignore[assignment]
     """Reads stored full-precision vectors (used for reranking)."""
     GetCollectionInfo: _aio.UnaryUnaryMultiCallable[_index_pb2.GetCollectionInfoRequest, _index_pb2.CollectionInfo]  # type: ignore[assignment]
+    Verify: _aio.UnaryUnaryMultiCallable[_index_pb2.VerifyRequest, _index_pb2.VerifyResponse]  # type: ignore[assignment]
+    """Audits a collection: Qdrant and the LSH store must hold the same ids with the same vectors
+    (to float16 precision) and metadata. With repair, the LSH store is rewritten from Qdrant
+    (the source of truth) where they differ, without a restart.
+    """
 
 class IndexServiceServicer(metaclass=_abc_1.ABCMeta):
     """Vector storage and nearest-neighbour search. Implemented by services/index."""
@@ -105,5 +115,16 @@ class IndexServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _index_pb2.GetCollectionInfoRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_index_pb2.CollectionInfo, _abc.Awaitable[_index_pb2.CollectionInfo]]: ...
+
+    @_abc_1.abstractmethod
+    def Verify(
+        self,
+        request: _index_pb2.VerifyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_index_pb2.VerifyResponse, _abc.Awaitable[_index_pb2.VerifyResponse]]:
+        """Audits a collection: Qdrant and the LSH store must hold the same ids with the same vectors
+        (to float16 precision) and metadata. With repair, the LSH store is rewritten from Qdrant
+        (the source of truth) where they differ, without a restart.
+        """
 
 def add_IndexServiceServicer_to_server(servicer: IndexServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

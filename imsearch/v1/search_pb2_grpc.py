@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from imsearch.v1 import index_pb2 as imsearch_dot_v1_dot_index__pb2
 from imsearch.v1 import search_pb2 as imsearch_dot_v1_dot_search__pb2
 
 GRPC_GENERATED_VERSION = '1.81.1'
@@ -60,6 +61,11 @@ class SearchServiceStub:
                 request_serializer=imsearch_dot_v1_dot_search__pb2.GetStatsRequest.SerializeToString,
                 response_deserializer=imsearch_dot_v1_dot_search__pb2.Stats.FromString,
                 _registered_method=True)
+        self.VerifyIndex = channel.unary_unary(
+                '/imsearch.v1.SearchService/VerifyIndex',
+                request_serializer=imsearch_dot_v1_dot_index__pb2.VerifyRequest.SerializeToString,
+                response_deserializer=imsearch_dot_v1_dot_index__pb2.VerifyResponse.FromString,
+                _registered_method=True)
 
 
 class SearchServiceServicer:
@@ -100,6 +106,13 @@ class SearchServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def VerifyIndex(self, request, context):
+        """Admin only: audits (and with repair, fixes) the collection's two stores.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SearchServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -127,6 +140,11 @@ def add_SearchServiceServicer_to_server(servicer, server):
                     servicer.GetStats,
                     request_deserializer=imsearch_dot_v1_dot_search__pb2.GetStatsRequest.FromString,
                     response_serializer=imsearch_dot_v1_dot_search__pb2.Stats.SerializeToString,
+            ),
+            'VerifyIndex': grpc.unary_unary_rpc_method_handler(
+                    servicer.VerifyIndex,
+                    request_deserializer=imsearch_dot_v1_dot_index__pb2.VerifyRequest.FromString,
+                    response_serializer=imsearch_dot_v1_dot_index__pb2.VerifyResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -265,6 +283,33 @@ class SearchService:
             '/imsearch.v1.SearchService/GetStats',
             imsearch_dot_v1_dot_search__pb2.GetStatsRequest.SerializeToString,
             imsearch_dot_v1_dot_search__pb2.Stats.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def VerifyIndex(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/imsearch.v1.SearchService/VerifyIndex',
+            imsearch_dot_v1_dot_index__pb2.VerifyRequest.SerializeToString,
+            imsearch_dot_v1_dot_index__pb2.VerifyResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -5,6 +5,7 @@ isort:skip_file
 
 from collections import abc as _abc
 from grpc import aio as _aio
+from imsearch.v1 import index_pb2 as _index_pb2
 from imsearch.v1 import search_pb2 as _search_pb2
 import abc as _abc_1
 import grpc as _grpc
@@ -43,6 +44,8 @@ class SearchServiceStub:
     Search: _grpc.UnaryUnaryMultiCallable[_search_pb2.SearchRequest, _search_pb2.SearchResponse]
     DeleteImages: _grpc.UnaryUnaryMultiCallable[_search_pb2.DeleteImagesRequest, _search_pb2.DeleteImagesResponse]
     GetStats: _grpc.UnaryUnaryMultiCallable[_search_pb2.GetStatsRequest, _search_pb2.Stats]
+    VerifyIndex: _grpc.UnaryUnaryMultiCallable[_index_pb2.VerifyRequest, _index_pb2.VerifyResponse]
+    """Admin only: audits (and with repair, fixes) the collection's two stores."""
 
 @_typing.type_check_only
 class SearchServiceAsyncStub(SearchServiceStub):
@@ -59,6 +62,8 @@ class SearchServiceAsyncStub(SearchServiceStub):
     Search: _aio.UnaryUnaryMultiCallable[_search_pb2.SearchRequest, _search_pb2.SearchResponse]  # type: ignore[assignment]
     DeleteImages: _aio.UnaryUnaryMultiCallable[_search_pb2.DeleteImagesRequest, _search_pb2.DeleteImagesResponse]  # type: ignore[assignment]
     GetStats: _aio.UnaryUnaryMultiCallable[_search_pb2.GetStatsRequest, _search_pb2.Stats]  # type: ignore[assignment]
+    VerifyIndex: _aio.UnaryUnaryMultiCallable[_index_pb2.VerifyRequest, _index_pb2.VerifyResponse]  # type: ignore[assignment]
+    """Admin only: audits (and with repair, fixes) the collection's two stores."""
 
 class SearchServiceServicer(metaclass=_abc_1.ABCMeta):
     """The public API, served by services/gateway: decode -> encode -> search -> rerank."""
@@ -102,5 +107,13 @@ class SearchServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _search_pb2.GetStatsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_search_pb2.Stats, _abc.Awaitable[_search_pb2.Stats]]: ...
+
+    @_abc_1.abstractmethod
+    def VerifyIndex(
+        self,
+        request: _index_pb2.VerifyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_index_pb2.VerifyResponse, _abc.Awaitable[_index_pb2.VerifyResponse]]:
+        """Admin only: audits (and with repair, fixes) the collection's two stores."""
 
 def add_SearchServiceServicer_to_server(servicer: SearchServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -97,12 +97,12 @@ class SearchPipeline:
             timeout=self._timeout,
         )
 
-    def _hop_timeout(self, before: str) -> float:
+    def _hop_timeout(self, before: str, cap: float | None = None) -> float:
         """The caller's time left for the next downstream call (at most rpc_timeout_s); raises
         DEADLINE_EXCEEDED or CANCELLED instead if the caller has gone."""
         deadline = current_deadline()
         deadline.check(before)
-        return deadline.hop_timeout(self._timeout)
+        return deadline.hop_timeout(cap or self._timeout)
 
     def encode(self, images: list[bytes]) -> np.ndarray:
         with self._metrics.stage("encode"):
@@ -235,6 +235,13 @@ class SearchPipeline:
             index_pb2.GetCollectionInfoRequest(collection=self.collection),
             timeout=self._hop_timeout("reading stats"),
         )
+
+    def verify(self, repair: bool) -> index_pb2.VerifyResponse:
+        response: index_pb2.VerifyResponse = self._index.Verify(
+            index_pb2.VerifyRequest(collection=self.collection, repair=repair),
+            timeout=self._hop_timeout("verifying", cap=3600.0),  # reads every point: may be long
+        )
+        return response
 
     def health_problem(self) -> str | None:
         """SERVING only while the encoder and the index both say SERVING."""

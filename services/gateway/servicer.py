@@ -5,7 +5,7 @@ from collections.abc import Iterator
 import grpc
 
 from imsearch.core.index_kind import IndexKind
-from imsearch.v1 import search_pb2, search_pb2_grpc
+from imsearch.v1 import index_pb2, search_pb2, search_pb2_grpc
 from services.gateway.pipeline import SearchPipeline
 
 
@@ -50,3 +50,8 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
         return search_pb2.Stats(
             model=self._pipeline.model, dim=self._pipeline.dim, collection=self._pipeline.stats()
         )
+
+    def VerifyIndex(
+        self, request: index_pb2.VerifyRequest, context: grpc.ServicerContext
+    ) -> index_pb2.VerifyResponse:
+        return self._pipeline.verify(request.repair)

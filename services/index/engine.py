@@ -10,7 +10,7 @@ start) reconciles the LSH store from Qdrant, the source of truth.
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, TypeVar
 
@@ -40,6 +40,29 @@ class CollectionStats:
     hnsw_built: bool
     lsh_tables: int
     lsh_bits: int
+
+
+@dataclass
+class Audit:
+    points: int = 0
+    lsh_points: int = 0
+    missing_in_lsh: int = 0
+    extra_in_lsh: int = 0
+    diverged: int = 0
+    repaired: int = 0
+    sample_ids: list[str] = field(default_factory=list)
+
+    @property
+    def consistent(self) -> bool:
+        return not (self.missing_in_lsh or self.extra_in_lsh or self.diverged)
+
+    def note(self, point_id: str) -> None:
+        if len(self.sample_ids) < AUDIT_SAMPLE:
+            self.sample_ids.append(point_id)
+
+
+AUDIT_SAMPLE = 20
+AUDIT_BATCH = 512
 
 
 @dataclass
@@ -222,6 +245,57 @@ class IndexEngine:
         self._needs_repair.discard(collection)
         return len(missing) + len(stale)
 
+    def verify(self, collection: str, repair: bool = False) -> Audit:
+        """Compares the two stores point by point, in batches (memory: one batch of vectors,
+        plus the ids seen); with `repair`, rewrites the LSH store from Qdrant where they differ."""
+        self._dim(collection)
+        with self._write_lock:  # a consistent view: no write lands mid-audit
+            return self._with_redis(lambda: self._verify(collection, repair))
+
+    def _verify(self, collection: str, repair: bool) -> Audit:
+        audit = Audit(lsh_points=self._lsh.count(collection))
+        seen: set[str] = set()
+        batch: list[StoredPoint] = []
+
+        def check(points: list[StoredPoint]) -> None:
+            held = self._lsh.stored(collection, [p.id for p in points])
+            wrong = []
+            for point in points:
+                copy = held.get(point.id)
+                if copy is None:
+                    audit.missing_in_lsh += 1
+                elif not _same_point(point, *copy):
+                    audit.diverged += 1
+                else:
+                    continue
+                audit.note(point.id)
+                wrong.append(point)
+            if repair and wrong:
+                self._lsh.upsert(collection, wrong)
+                audit.repaired += len(wrong)
+
+        for point in self._vectors.iter_points(collection):
+            audit.points += 1
+            seen.add(point.id)
+            batch.append(point)
+            if len(batch) == AUDIT_BATCH:
+                check(batch)
+                batch = []
+        check(batch)
+        extra = [point_id for point_id in self._lsh.iter_ids(collection) if point_id not in seen]
+        audit.extra_in_lsh = len(extra)
+        for point_id in extra:
+            audit.note(point_id)
+        if repair and extra:
+            for start in range(0, len(extra), AUDIT_BATCH):
+                self._lsh.delete(collection, extra[start : start + AUDIT_BATCH])
+            audit.repaired += len(extra)
+        if repair:
+            self._needs_repair.discard(collection)
+        if not audit.consistent:
+            log.warning("audit of %s: %s", collection, audit)
+        return audit
+
     def _maybe_optimize(self, collection: str) -> None:
         """Rebuilds the HNSW graph in the background each time the collection doubles."""
         count = self._vectors.count(collection)
@@ -303,3 +377,10 @@ class IndexEngine:
         validate_ids(ids)
         self._dim(collection)
         return self._vectors.retrieve(collection, ids)
+
+
+def _same_point(point: StoredPoint, lsh_vector: np.ndarray, lsh_metadata: dict[str, Any]) -> bool:
+    """The LSH store keeps float16 copies: equal within float16 rounding, metadata exactly."""
+    if lsh_vector.shape != point.vector.shape or lsh_metadata != point.metadata:
+        return False
+    return bool(np.allclose(lsh_vector.astype(np.float32), point.vector, rtol=1e-3, atol=1e-3))

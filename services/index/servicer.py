@@ -89,3 +89,17 @@ class IndexServicer(index_pb2_grpc.IndexServiceServicer):
         self, request: index_pb2.GetCollectionInfoRequest, context: grpc.ServicerContext
     ) -> index_pb2.CollectionInfo:
         return self._info(require_collection(request.collection))
+
+    def Verify(
+        self, request: index_pb2.VerifyRequest, context: grpc.ServicerContext
+    ) -> index_pb2.VerifyResponse:
+        audit = self._engine.verify(require_collection(request.collection), request.repair)
+        return index_pb2.VerifyResponse(
+            points=audit.points,
+            lsh_points=audit.lsh_points,
+            missing_in_lsh=audit.missing_in_lsh,
+            extra_in_lsh=audit.extra_in_lsh,
+            diverged=audit.diverged,
+            repaired=audit.repaired,
+            sample_ids=audit.sample_ids,
+        )

@@ -83,6 +83,9 @@ def test_serve_index_search_restart(served: tuple[Path, str], images: Path) -> N
         )
         assert load.returncode == 0, load.stderr
         assert "20 ok" in load.stdout and "p99" in load.stdout
+        audit = suite.run("verify")
+        assert audit.returncode == 0, audit.stdout + audit.stderr
+        assert "9 points in Qdrant, 9 in the LSH store: 0 missing from LSH, 0 only in LSH" in audit.stdout
     finally:
         suite.stop()
     restarted = Served(data_dir, gateway)  # same data dir: Qdrant shard and Redis AOF come back

@@ -328,6 +328,18 @@ class RedisLshStore:
             for point_id, p in zip(top, best, strict=True)
         ]
 
+    def stored(self, collection: str, ids: Sequence[str]) -> dict[str, tuple[np.ndarray, dict[str, Any]]]:
+        """The float16 vector and metadata the store holds for each of `ids` that it has."""
+        if not ids:
+            return {}
+        vectors = self._redis.hmget(self._key(collection, "vec"), list(ids))
+        metadata = self._redis.hmget(self._key(collection, "meta"), list(ids))
+        return {
+            point_id: (np.frombuffer(_bytes(vector), dtype=np.float16), json.loads(meta or b"{}"))
+            for point_id, vector, meta in zip(ids, vectors, metadata, strict=True)
+            if vector is not None
+        }
+
     def count(self, collection: str) -> int:
         return int(self._redis.hlen(self._key(collection, "vec")))
 

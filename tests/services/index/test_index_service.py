@@ -264,3 +264,33 @@ def test_id_lists_are_bounded(start: Start, redis_server: EmbeddedRedis) -> None
     assert (
         stub.Delete(index_pb2.DeleteRequest(collection="c", ids=too_many[:MAX_IDS_PER_REQUEST])).deleted == 20
     )
+
+
+def test_verify_finds_every_kind_of_divergence_and_repairs_it_without_a_restart(
+    start: Start, redis_server: EmbeddedRedis
+) -> None:
+    """Each fault a crash or a stalled Redis leaves behind, made by hand in the real Redis."""
+    stub = stub_for(start(redis_server))
+    fill(stub, 40)
+    clean = stub.Verify(index_pb2.VerifyRequest(collection="c"))
+    assert (clean.points, clean.lsh_points, clean.missing_in_lsh, clean.extra_in_lsh, clean.diverged) == (
+        40, 40, 0, 0, 0,
+    )  # fmt: skip
+    raw = redis.Redis.from_url(redis_server.url)
+    prefix = "imsearch:lsh:c"
+    raw.hdel(f"{prefix}:vec", "p1")  # a point the LSH store lost
+    raw.hdel(f"{prefix}:sig", "p1")
+    raw.hset(f"{prefix}:vec", "ghost", np.zeros(DIM, np.float16).tobytes())  # one Qdrant never had
+    raw.hset(f"{prefix}:sig", "ghost", b"\0" * 4 * 64)
+    raw.hset(f"{prefix}:vec", "p2", np.ones(DIM, np.float16).tobytes())  # a replaced id, old vector
+    raw.hset(f"{prefix}:meta", "p3", '{"group": 99}')  # stale metadata
+    audit = stub.Verify(index_pb2.VerifyRequest(collection="c"))
+    assert (audit.missing_in_lsh, audit.extra_in_lsh, audit.diverged, audit.repaired) == (1, 1, 2, 0)
+    assert set(audit.sample_ids) == {"p1", "ghost", "p2", "p3"}
+    repaired = stub.Verify(index_pb2.VerifyRequest(collection="c", repair=True))
+    assert repaired.repaired == 4
+    after = stub.Verify(index_pb2.VerifyRequest(collection="c"))
+    assert (after.points, after.lsh_points, after.missing_in_lsh, after.extra_in_lsh, after.diverged) == (
+        40, 40, 0, 0, 0,
+    )  # fmt: skip
+    assert search(stub, 2, index_pb2.INDEX_KIND_LSH, k=1) == ["p2"]
