@@ -5,6 +5,7 @@ import redis
 from imsearch.core.app import ServiceApp, start_service
 from imsearch.core.metrics import ServiceMetrics
 from imsearch.v1 import index_pb2, index_pb2_grpc
+from services.index.disk_guard import MB, DiskGuard
 from services.index.engine import IndexEngine
 from services.index.servicer import IndexServicer
 from services.index.settings import IndexSettings
@@ -44,7 +45,9 @@ def build_engine(settings: IndexSettings, metrics: ServiceMetrics) -> IndexEngin
     )
     client = redis.Redis.from_url(settings.redis_url, socket_timeout=10, socket_connect_timeout=5)
     lsh = RedisLshStore(client, params, settings.redis_prefix)
-    return IndexEngine(build_vector_store(settings), lsh, metrics, settings.optimize_min_points)
+    # The embedded shard and Redis live under data_dir; a Qdrant server minds its own disk.
+    guard = None if settings.qdrant_url else DiskGuard(settings.data_dir, settings.min_free_disk_mb * MB)
+    return IndexEngine(build_vector_store(settings), lsh, metrics, settings.optimize_min_points, guard)
 
 
 IndexApp = ServiceApp[IndexEngine]

@@ -21,6 +21,7 @@ from imsearch.core.errors import FailedPrecondition, InvalidArgument, NotFound, 
 from imsearch.core.index_kind import IndexKind
 from imsearch.core.metrics import ServiceMetrics
 from imsearch.core.validation import validate_id, validate_ids, validate_name, validate_top_k
+from services.index.disk_guard import DiskGuard
 from services.index.stores.base import MetadataFilter, ScoredPoint, StoredPoint, VectorStore
 from services.index.stores.redis_lsh import RedisLshStore
 
@@ -79,8 +80,10 @@ class IndexEngine:
         lsh: RedisLshStore,
         metrics: ServiceMetrics,
         optimize_min_points: int = 1000,
+        disk_guard: DiskGuard | None = None,
     ) -> None:
         self._vectors = vectors
+        self._disk_guard = disk_guard
         self._lsh = lsh
         self._metrics = metrics
         self._write_lock = threading.Lock()
@@ -134,6 +137,7 @@ class IndexEngine:
         existing = self._dims.get(collection)
         if existing is not None and existing != dim:
             raise FailedPrecondition(f"collection {collection!r} exists with dimension {existing}, not {dim}")
+        self._check_disk("creating a collection")
         with self._write_lock:
             self._with_redis(lambda: self._lsh.ensure_collection(collection, dim))
             self._vectors.create_collection(collection, dim)
@@ -156,9 +160,14 @@ class IndexEngine:
 
     # -- writes -----------------------------------------------------------------------------
 
+    def _check_disk(self, what: str) -> None:
+        if self._disk_guard is not None:
+            self._disk_guard.check(what)
+
     def upsert(self, collection: str, items: Sequence[tuple[str, VectorLike, dict[str, Any]]]) -> int:
         if not items:
             raise InvalidArgument("no points given")
+        self._check_disk("add")
         validate_ids([point_id for point_id, _, _ in items])
         seen: set[str] = set()
         points = []

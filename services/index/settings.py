@@ -14,6 +14,7 @@ class IndexSettings(ServiceSettings):
     listen: str = "127.0.0.1:50052"
     metrics_port: int = 9102
     data_dir: Path = Path("data")  # embedded Qdrant shards live in <data_dir>/qdrant
+    min_free_disk_mb: int = 256  # writes are refused (RESOURCE_EXHAUSTED) below this much free space
     qdrant_url: str | None = None  # set to use a Qdrant server instead of the embedded engine
     qdrant_api_key: SecretStr | None = None  # sent only over https; never logged
     redis_url: str = "redis://127.0.0.1:6379/0"

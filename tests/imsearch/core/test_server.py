@@ -152,7 +152,7 @@ def test_the_callers_deadline_reaches_the_handler_and_the_metrics_count_what_it_
         channel.unary_unary("/test.Probe/Slow")(b"", timeout=0.2)
     assert error.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
     remaining = handlers.remaining[0]
-    assert remaining is not None and 0 < remaining <= 0.2
+    assert remaining is not None and 0 < remaining <= 0.21  # the 0.2 s the caller gave, not 30
     threading.Event().wait(0.6)  # the handler finishes after the caller gave up
     assert handled(metrics, "Slow", "DEADLINE_EXCEEDED") == 1.0
     assert handled(metrics, "Slow", "OK") == 0.0

@@ -294,3 +294,20 @@ def test_verify_finds_every_kind_of_divergence_and_repairs_it_without_a_restart(
         40, 40, 0, 0, 0,
     )  # fmt: skip
     assert search(stub, 2, index_pb2.INDEX_KIND_LSH, k=1) == ["p2"]
+
+
+def test_a_nearly_full_disk_refuses_writes_and_keeps_serving(
+    start: Start, redis_server: EmbeddedRedis
+) -> None:
+    """The reserve is set above the real free space: what a full disk looks like to the guard."""
+    first = start(redis_server)
+    fill(stub_for(first), 10)
+    first.stop()
+    full = stub_for(start(redis_server, min_free_disk_mb=10**12))  # the same data, restarted
+    with pytest.raises(grpc.RpcError) as error:
+        full.Upsert(index_pb2.UpsertRequest(collection="c", points=[index_pb2.Point(id="x", vector=vec(99))]))
+    assert error.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "MB reserve (min_free_disk_mb); searches still work" in (error.value.details() or "")
+    assert search(full, 3, index_pb2.INDEX_KIND_EXACT, k=1) == ["p3"]
+    info = full.GetCollectionInfo(index_pb2.GetCollectionInfoRequest(collection="c"))
+    assert (info.points, info.lsh_points) == (10, 10)
