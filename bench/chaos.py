@@ -14,42 +14,17 @@ import argparse
 import os
 import random
 import signal
-import subprocess
-import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
 import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from bench.serve import start_serve
 from devtools.ports import free_port
 from imsearch.client import SearchClient
-from imsearch.core.channels import wait_for_channel
 from lab.synthetic import synthetic_image
-
-
-def start_serve(data_dir: Path, address: str) -> subprocess.Popen[bytes]:
-    command = [str(Path(sys.executable).parent / "imsearch"), "serve", "--data-dir", str(data_dir)]
-    log_path = data_dir.parent / "serve.log"
-    with log_path.open("ab") as log:
-        process = subprocess.Popen([*command, "--listen", address], stdout=log, stderr=log)
-    try:
-        channel = wait_for_channel(address, timeout=120)
-    except grpc.FutureTimeoutError:
-        process.kill()
-        raise SystemExit(
-            f"imsearch serve did not start:\n{log_path.read_text(errors='replace')[-3000:]}"
-        ) from None
-    health = health_pb2_grpc.HealthStub(channel)
-    give_up = time.monotonic() + 120
-    while health.Check(health_pb2.HealthCheckRequest()).status != health_pb2.HealthCheckResponse.SERVING:
-        if time.monotonic() > give_up or process.poll() is not None:
-            raise SystemExit("imsearch serve did not become ready")
-        time.sleep(0.2)
-    channel.close()
-    return process
 
 
 def redis_pid(data_dir: Path) -> int | None:

@@ -15,7 +15,6 @@ import argparse
 import os
 import signal
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -25,11 +24,10 @@ from pathlib import Path
 
 import grpc
 import numpy as np
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from bench.serve import start_serve
 from devtools.ports import free_port
 from imsearch.client import SearchClient
-from imsearch.core.channels import wait_for_channel
 from lab.synthetic import synthetic_image
 
 
@@ -41,25 +39,16 @@ def process_figures(pid: int) -> str:
     return f"RSS {rss:.0f} MB (peak {peak:.0f}), {int(fields['Threads'])} threads, {fds} fds"
 
 
-def start_serve(folder: Path, gateway_limit: int, encoder_queue: int) -> tuple[subprocess.Popen[bytes], str]:
-    """`imsearch serve` in its own process, as a user runs it, with the limits under test."""
+def start_limited_serve(
+    folder: Path, gateway_limit: int, encoder_queue: int
+) -> tuple[subprocess.Popen[bytes], str]:
+    """`imsearch serve` with the limits under test."""
     config = folder / "imsearch.toml"
     config.write_text(
         f"[gateway]\nmax_concurrent_rpcs = {gateway_limit}\n[encoder]\nmax_queue = {encoder_queue}\n"
     )
     address = f"127.0.0.1:{free_port()}"
-    command = [str(Path(sys.executable).parent / "imsearch"), "serve", "--data-dir", str(folder / "data")]
-    command += ["--listen", address, "--config", str(config)]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    channel = wait_for_channel(address, timeout=120)
-    health = health_pb2_grpc.HealthStub(channel)
-    give_up = time.monotonic() + 120
-    while health.Check(health_pb2.HealthCheckRequest()).status != health_pb2.HealthCheckResponse.SERVING:
-        if time.monotonic() > give_up or process.poll() is not None:
-            raise SystemExit("imsearch serve did not become ready")
-        time.sleep(0.2)
-    channel.close()
-    return process, address
+    return start_serve(folder / "data", address, ["--config", str(config)]), address
 
 
 class Outcomes:
@@ -155,7 +144,7 @@ def main() -> None:
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as folder:
-        serve, address = start_serve(Path(folder), args.gateway_limit, args.encoder_queue)
+        serve, address = start_limited_serve(Path(folder), args.gateway_limit, args.encoder_queue)
         try:
             client = SearchClient(address, timeout=args.deadline)
             loader = SearchClient(address, timeout=600)

@@ -120,12 +120,13 @@ class IndexEngine:
         vector = np.asarray(values, dtype=np.float32)
         if not np.all(np.isfinite(vector)):
             raise InvalidArgument(f"{what} has NaN or infinite values")
-        norm = float(np.linalg.norm(vector.astype(np.float64)))  # float64: no overflow to inf
+        wide = vector.astype(np.float64)  # float64: the norm of large values does not overflow
+        norm = float(np.linalg.norm(wide))
         if norm == 0.0:
             raise InvalidArgument(f"{what} is all zeros (cosine is undefined)")
         # Every index ranks by cosine: store and query unit vectors, so LSH's dot products are
         # cosines too (raw vectors once gave LSH scores of 3.45 and inf).
-        unit: np.ndarray = (vector.astype(np.float64) / norm).astype(np.float32)
+        unit: np.ndarray = (wide / norm).astype(np.float32)
         return unit
 
     # -- collections ------------------------------------------------------------------------
