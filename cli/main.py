@@ -33,6 +33,7 @@ def cmd_verify(args: argparse.Namespace) -> None:
         f"{audit.points} points in Qdrant, {audit.lsh_points} in the LSH store: "
         f"{audit.missing_in_lsh} missing from LSH, {audit.extra_in_lsh} only in LSH, "
         f"{audit.diverged} with a different vector or metadata"
+        + (f", {audit.undigested} stored before digests" if audit.undigested else "")
         + (f"; {audit.repaired} repaired" if args.repair else "")
     )
     if audit.sample_ids:

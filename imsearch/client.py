@@ -2,7 +2,8 @@
 
 import os
 from collections.abc import Iterable
-from typing import Any
+from types import TracebackType
+from typing import Any, Self
 
 from imsearch.core.channels import ClientSecurity, open_channel
 from imsearch.core.index_kind import IndexKind
@@ -62,3 +63,11 @@ class SearchClient:
 
     def close(self) -> None:
         self._channel.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self.close()

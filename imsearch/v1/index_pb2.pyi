@@ -411,6 +411,7 @@ class VerifyResponse(_message.Message):
     DIVERGED_FIELD_NUMBER: _builtins.int
     REPAIRED_FIELD_NUMBER: _builtins.int
     SAMPLE_IDS_FIELD_NUMBER: _builtins.int
+    UNDIGESTED_FIELD_NUMBER: _builtins.int
     points: _builtins.int
     """in Qdrant"""
     lsh_points: _builtins.int
@@ -423,6 +424,8 @@ class VerifyResponse(_message.Message):
     """in both, with a different vector or metadata"""
     repaired: _builtins.int
     """points rewritten or removed in the LSH store"""
+    undigested: _builtins.int
+    """stored before per-point digests existed; repair gives them one"""
     @_builtins.property
     def sample_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """up to 20 of the differing ids"""
@@ -437,10 +440,11 @@ class VerifyResponse(_message.Message):
         diverged: _builtins.int = ...,
         repaired: _builtins.int = ...,
         sample_ids: _abc.Iterable[_builtins.str] | None = ...,
+        undigested: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["diverged", b"diverged", "extra_in_lsh", b"extra_in_lsh", "lsh_points", b"lsh_points", "missing_in_lsh", b"missing_in_lsh", "points", b"points", "repaired", b"repaired", "sample_ids", b"sample_ids"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["diverged", b"diverged", "extra_in_lsh", b"extra_in_lsh", "lsh_points", b"lsh_points", "missing_in_lsh", b"missing_in_lsh", "points", b"points", "repaired", b"repaired", "sample_ids", b"sample_ids", "undigested", b"undigested"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -2,9 +2,13 @@
 
 Vectors are stored and compared as unit vectors (cosine on every index). Writes go to Qdrant
 first, then to the LSH store in one Redis transaction. If the LSH write fails, the Qdrant write
-is undone (old points restored, new ones removed), so neither store is left half-written; if
-even the undo fails, the collection is marked for repair and the next write (or the next
-start) reconciles the LSH store from Qdrant, the source of truth.
+is undone (old points restored, new ones removed), so neither store is left half-written. A
+failed LSH write may still land later (Redis stalled past our timeout, then ran the transaction
+we gave up on), so its ids stay "in doubt" and are settled against Qdrant, the source of truth,
+by a background repairer and before the next write. If even the undo fails, the collection is
+marked for repair and reconciled in full. Every point carries a digest in both stores
+(services.index.point_digest), so reconciling compares digests, a batch at a time, without
+reading vectors; `verify` also compares the content itself.
 """
 
 import logging
@@ -22,6 +26,7 @@ from imsearch.core.index_kind import IndexKind
 from imsearch.core.metrics import ServiceMetrics
 from imsearch.core.validation import validate_id, validate_ids, validate_name, validate_top_k
 from services.index.disk_guard import DiskGuard
+from services.index.point_digest import digest_of, point_digest
 from services.index.stores.base import MetadataFilter, ScoredPoint, StoredPoint, VectorStore
 from services.index.stores.redis_lsh import RedisLshStore
 
@@ -50,6 +55,7 @@ class Audit:
     missing_in_lsh: int = 0
     extra_in_lsh: int = 0
     diverged: int = 0
+    undigested: int = 0  # stored before digests existed (given one on repair, not a difference)
     repaired: int = 0
     sample_ids: list[str] = field(default_factory=list)
 
@@ -81,13 +87,20 @@ class IndexEngine:
         metrics: ServiceMetrics,
         optimize_min_points: int = 1000,
         disk_guard: DiskGuard | None = None,
+        repair_interval_s: float = 1.0,
     ) -> None:
         self._vectors = vectors
         self._disk_guard = disk_guard
         self._lsh = lsh
         self._metrics = metrics
         self._write_lock = threading.Lock()
-        self._needs_repair: set[str] = set()
+        self._needs_repair: set[str] = set()  # collections to reconcile in full
+        # Ids whose LSH write failed: it may still land (see the module docstring).
+        self._in_doubt: dict[str, set[str]] = {}
+        self._doubt_lock = threading.Lock()
+        self._repairer: threading.Thread | None = None
+        self._repair_interval_s = repair_interval_s
+        self._closed = threading.Event()
         self._optimize_min_points = optimize_min_points
         self._optimized_at: dict[str, int] = {}
         self._optimizing: set[str] = set()
@@ -177,23 +190,14 @@ class IndexEngine:
             if point_id in seen:
                 raise InvalidArgument(f"id {point_id!r} appears twice in one request")
             seen.add(point_id)
-            points.append(
-                StoredPoint(
-                    point_id,
-                    self._check_vector(collection, values, f"vector of {point_id!r}"),
-                    metadata,
-                )
-            )
+            unit = self._check_vector(collection, values, f"vector of {point_id!r}")
+            points.append(StoredPoint(point_id, unit, metadata, point_digest(unit, metadata)))
         ids = [p.id for p in points]
         with self._write_lock:
-            self._repair_if_needed(collection)
+            self._settle_before_write(collection)
             previous = self._vectors.retrieve(collection, ids)
             self._vectors.upsert(collection, points)
-            try:
-                self._with_redis(lambda: self._lsh.upsert(collection, points))
-            except Unavailable:
-                self._undo(collection, previous, ids)
-                raise
+            self._write_lsh(collection, lambda: self._lsh.upsert(collection, points), previous, ids)
             self._record_sizes(collection)
         self._maybe_optimize(collection)
         return len(points)
@@ -201,16 +205,25 @@ class IndexEngine:
     def delete(self, collection: str, ids: Sequence[str]) -> int:
         validate_ids(ids)
         with self._write_lock:
-            self._repair_if_needed(collection)
+            self._settle_before_write(collection)
             previous = self._vectors.retrieve(collection, ids)
             self._vectors.delete(collection, ids)
-            try:
-                self._with_redis(lambda: self._lsh.delete(collection, ids))
-            except Unavailable:
-                self._undo(collection, previous, ids)
-                raise
+            self._write_lsh(collection, lambda: self._lsh.delete(collection, ids), previous, ids)
             self._record_sizes(collection)
         return len(previous)
+
+    def _write_lsh(
+        self, collection: str, write: Callable[[], None], previous: list[StoredPoint], ids: Sequence[str]
+    ) -> None:
+        """The LSH half of a write; on failure Qdrant is put back and the ids are held in doubt."""
+        try:
+            self._with_redis(write)
+        except Exception:
+            self._undo(collection, previous, ids)
+            with self._doubt_lock:
+                self._in_doubt.setdefault(collection, set()).update(ids)
+            self._start_repairer()
+            raise
 
     def _undo(self, collection: str, previous: list[StoredPoint], ids: Sequence[str]) -> None:
         """Puts Qdrant back as it was before a write whose LSH half failed."""
@@ -225,86 +238,153 @@ class IndexEngine:
             log.exception("could not undo a write to %s; marking it for repair", collection)
             self._needs_repair.add(collection)
 
-    def _repair_if_needed(self, collection: str) -> None:
-        if collection in self._needs_repair:
-            self.reconcile(collection)
+    # -- repair -----------------------------------------------------------------------------
 
-    def reconcile(self, collection: str) -> int:
-        """Makes the LSH store hold exactly Qdrant's points; returns how many were fixed."""
-        self._dim(collection)
+    def _settle_before_write(self, collection: str) -> None:
+        """Under the write lock: nothing written on top of a store that may differ."""
+        if collection in self._needs_repair:
+            self._with_redis(lambda: self.reconcile(collection))
+        self._with_redis(lambda: self._settle(collection))
+
+    def _settle(self, collection: str) -> int:
+        """Makes the LSH store agree with Qdrant on the ids in doubt; returns how many it fixed."""
+        with self._doubt_lock:
+            ids = sorted(self._in_doubt.get(collection, ()))
+            if not ids:
+                self._in_doubt.pop(collection, None)
+                return 0
+        self._lsh.fence(collection)  # a failed write that Redis has not run yet now never will
+        fixed = 0
+        for start in range(0, len(ids), AUDIT_BATCH):
+            batch = ids[start : start + AUDIT_BATCH]
+            truth = {p.id: p for p in self._vectors.retrieve(collection, batch)}
+            held = self._lsh.digests(collection, batch)
+            stale = [i for i in batch if i in held and i not in truth]
+            wrong = [p for i, p in truth.items() if held.get(i, "") != digest_of(p)]
+            if stale:
+                self._lsh.delete(collection, stale)
+            if wrong:
+                self._lsh.upsert(collection, wrong)
+            fixed += len(stale) + len(wrong)
+            with self._doubt_lock:
+                left = self._in_doubt[collection]
+                left.difference_update(batch)
+                if not left:
+                    del self._in_doubt[collection]
+        if fixed:
+            log.warning("settled %d point(s) of %s whose LSH write had failed", fixed, collection)
+        return fixed
+
+    def _start_repairer(self) -> None:
+        with self._doubt_lock:
+            if self._repairer is not None and self._repairer.is_alive():
+                return
+            self._repairer = threading.Thread(target=self._repair_loop, name="lsh-repairer", daemon=True)
+            self._repairer.start()
+
+    def _repair_loop(self) -> None:
+        """Settles ids in doubt as soon as Redis answers again, so no restart is needed."""
+        while not self._closed.wait(self._repair_interval_s):
+            with self._doubt_lock:
+                pending = list(self._in_doubt)
+            if not pending:
+                return
+            for collection in pending:
+                try:
+                    with self._write_lock:
+                        self._settle(collection)
+                except Exception as exc:  # Redis still away: try again on the next round
+                    log.info("LSH store of %s not settled yet: %s", collection, exc)
+
+    def in_doubt(self) -> int:
+        """Points whose failed LSH write is not settled yet (0 when both stores agree)."""
+        with self._doubt_lock:
+            return sum(map(len, self._in_doubt.values()))
+
+    def reconcile(self, collection: str) -> Audit:
+        """Makes the LSH store hold exactly Qdrant's points by comparing digests (no vectors
+        read but those rewritten); points stored before digests existed get one in both."""
         self._lsh.ensure_collection(collection, self._dim(collection))
-        lsh_ids = set(self._lsh.iter_ids(collection))
-        missing: list[StoredPoint] = []
-        for point in self._vectors.iter_points(collection):
-            if point.id in lsh_ids:
-                lsh_ids.discard(point.id)
-            else:
-                missing.append(point)
-        for start in range(0, len(missing), 512):
-            self._lsh.upsert(collection, missing[start : start + 512])
-        stale = sorted(lsh_ids)
-        if stale:
-            self._lsh.delete(collection, stale)
-        if missing or stale:
-            log.warning(
-                "repaired LSH store of %s: %d added, %d removed",
-                collection,
-                len(missing),
-                len(stale),
-            )
-        self._needs_repair.discard(collection)
-        return len(missing) + len(stale)
+        audit = self._scan(collection, repair=True, deep=False)
+        if audit.repaired:
+            log.warning("reconciled the LSH store of %s with Qdrant: %s", collection, audit)
+        return audit
 
     def verify(self, collection: str, repair: bool = False) -> Audit:
-        """Compares the two stores point by point, in batches (memory: one batch of vectors,
-        plus the ids seen); with `repair`, rewrites the LSH store from Qdrant where they differ."""
+        """Compares the two stores point by point (digests and content), in batches; with
+        `repair`, rewrites the LSH store from Qdrant where they differ."""
         self._dim(collection)
         with self._write_lock:  # a consistent view: no write lands mid-audit
-            return self._with_redis(lambda: self._verify(collection, repair))
+            return self._with_redis(lambda: self._scan(collection, repair, deep=True))
 
-    def _verify(self, collection: str, repair: bool) -> Audit:
+    def _scan(self, collection: str, repair: bool, deep: bool) -> Audit:
+        """One pass over Qdrant, then one over the LSH ids, a batch at a time: memory holds a
+        batch of points, never the collection."""
+        if repair:
+            self._lsh.fence(collection)
         audit = Audit(lsh_points=self._lsh.count(collection))
-        seen: set[str] = set()
-        batch: list[StoredPoint] = []
-
-        def check(points: list[StoredPoint]) -> None:
-            held = self._lsh.stored(collection, [p.id for p in points])
-            wrong = []
-            for point in points:
-                copy = held.get(point.id)
-                if copy is None:
-                    audit.missing_in_lsh += 1
-                elif not _same_point(point, *copy):
-                    audit.diverged += 1
-                else:
-                    continue
-                audit.note(point.id)
-                wrong.append(point)
-            if repair and wrong:
-                self._lsh.upsert(collection, wrong)
+        for batch in self._vectors.iter_points(collection, AUDIT_BATCH, with_vectors=deep):
+            audit.points += len(batch)
+            wrong, undigested = self._compare(collection, batch, deep, audit)
+            audit.undigested += len(undigested)
+            if repair and (wrong or undigested):
+                self._rewrite(collection, wrong, undigested, have_vectors=deep)
                 audit.repaired += len(wrong)
-
-        for point in self._vectors.iter_points(collection):
-            audit.points += 1
-            seen.add(point.id)
-            batch.append(point)
-            if len(batch) == AUDIT_BATCH:
-                check(batch)
-                batch = []
-        check(batch)
-        extra = [point_id for point_id in self._lsh.iter_ids(collection) if point_id not in seen]
-        audit.extra_in_lsh = len(extra)
-        for point_id in extra:
-            audit.note(point_id)
-        if repair and extra:
-            for start in range(0, len(extra), AUDIT_BATCH):
-                self._lsh.delete(collection, extra[start : start + AUDIT_BATCH])
-            audit.repaired += len(extra)
+        for ids in self._lsh.iter_ids(collection, AUDIT_BATCH):
+            present = {p.id for p in self._vectors.retrieve(collection, ids, with_vectors=False)}
+            extra = [i for i in ids if i not in present]
+            audit.extra_in_lsh += len(extra)
+            for point_id in extra:
+                audit.note(point_id)
+            if repair and extra:
+                self._lsh.delete(collection, extra)
+                audit.repaired += len(extra)
         if repair:
             self._needs_repair.discard(collection)
         if not audit.consistent:
             log.warning("audit of %s: %s", collection, audit)
         return audit
+
+    def _compare(
+        self, collection: str, batch: list[StoredPoint], deep: bool, audit: Audit
+    ) -> tuple[list[StoredPoint], list[StoredPoint]]:
+        """Qdrant's points that the LSH store lacks or holds otherwise, and those with no digest."""
+        ids = [p.id for p in batch]
+        copies = self._lsh.stored(collection, ids) if deep else {}
+        held = {i: c.digest for i, c in copies.items()} if deep else self._lsh.digests(collection, ids)
+        wrong, undigested = [], []
+        for point in batch:
+            if point.digest is None:
+                undigested.append(point)
+            if point.id not in held:
+                audit.missing_in_lsh += 1
+            else:
+                # A point without a digest has nothing to compare it with: only its content tells.
+                digest_agrees = point.digest is None or held[point.id] == point.digest
+                if digest_agrees and (not deep or _same_content(point, copies[point.id])):
+                    continue
+                audit.diverged += 1
+            audit.note(point.id)
+            wrong.append(point)
+        return wrong, undigested
+
+    def _rewrite(
+        self, collection: str, wrong: list[StoredPoint], undigested: list[StoredPoint], have_vectors: bool
+    ) -> None:
+        """Copies Qdrant's version of `wrong` to the LSH store; gives `undigested` points (stored
+        before digests, and before typed match keywords) both in both stores."""
+        ids = list(dict.fromkeys(p.id for p in [*wrong, *undigested]))
+        points = (
+            {p.id: p for p in [*wrong, *undigested]}
+            if have_vectors
+            else {p.id: p for p in self._vectors.retrieve(collection, ids)}
+        )
+        backfill = [points[p.id] for p in undigested if p.id in points]
+        for point in backfill:
+            point.digest = point_digest(point.vector, point.metadata)
+        if backfill:
+            self._vectors.upsert(collection, backfill)  # the payload gains digest and match keywords
+        self._lsh.upsert(collection, [points[i] for i in ids if i in points])
 
     def _maybe_optimize(self, collection: str) -> None:
         """Rebuilds the HNSW graph in the background each time the collection doubles."""
@@ -379,6 +459,9 @@ class IndexEngine:
         return None
 
     def close(self) -> None:
+        self._closed.set()
+        if self._repairer is not None:
+            self._repairer.join()
         self.wait_for_optimize()
         with self._write_lock:
             self._vectors.close()
@@ -389,8 +472,8 @@ class IndexEngine:
         return self._vectors.retrieve(collection, ids)
 
 
-def _same_point(point: StoredPoint, lsh_vector: np.ndarray, lsh_metadata: dict[str, Any]) -> bool:
+def _same_content(point: StoredPoint, copy: StoredPoint) -> bool:
     """The LSH store keeps float16 copies: equal within float16 rounding, metadata exactly."""
-    if lsh_vector.shape != point.vector.shape or lsh_metadata != point.metadata:
+    if copy.vector.shape != point.vector.shape or copy.metadata != point.metadata:
         return False
-    return bool(np.allclose(lsh_vector.astype(np.float32), point.vector, rtol=1e-3, atol=1e-3))
+    return bool(np.allclose(copy.vector.astype(np.float32), point.vector, rtol=1e-3, atol=1e-3))

@@ -102,4 +102,5 @@ class IndexServicer(index_pb2_grpc.IndexServiceServicer):
             diverged=audit.diverged,
             repaired=audit.repaired,
             sample_ids=audit.sample_ids,
+            undigested=audit.undigested,
         )

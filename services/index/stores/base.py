@@ -15,6 +15,9 @@ class StoredPoint:
     id: str
     vector: np.ndarray
     metadata: dict[str, Any] = field(default_factory=dict)
+    # What the store recorded for this point (services.index.point_digest); None when read from
+    # a point stored before digests existed, or without its payload.
+    digest: str | None = None
 
 
 @dataclass
@@ -36,8 +39,9 @@ class VectorStore(Protocol):
 
     def delete(self, collection: str, ids: Sequence[str]) -> None: ...
 
-    def retrieve(self, collection: str, ids: Sequence[str]) -> list[StoredPoint]:
-        """The points that exist among `ids`, with vectors and metadata, in request order."""
+    def retrieve(self, collection: str, ids: Sequence[str], with_vectors: bool = True) -> list[StoredPoint]:
+        """The points that exist among `ids`, with metadata (and vectors), in request order;
+        without vectors each point's vector is empty."""
         ...
 
     def search(
@@ -54,8 +58,10 @@ class VectorStore(Protocol):
 
     def count(self, collection: str) -> int: ...
 
-    def iter_points(self, collection: str, batch: int = 512) -> Iterator[StoredPoint]:
-        """Every stored point (for repairing the LSH store)."""
+    def iter_points(
+        self, collection: str, batch: int = 512, with_vectors: bool = True
+    ) -> Iterator[list[StoredPoint]]:
+        """Every stored point, a batch at a time (for auditing and repairing the LSH store)."""
         ...
 
     def hnsw_built(self, collection: str) -> bool: ...

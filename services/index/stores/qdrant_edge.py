@@ -110,16 +110,16 @@ class QdrantEdgeStore:
     def upsert(self, collection: str, points: Sequence[StoredPoint]) -> None:
         self._shard(collection).update(
             qe.UpdateOperation.upsert_points(
-                [qe.Point(point_uuid(p.id), p.vector.tolist(), payload_for(p.id, p.metadata)) for p in points]
+                [qe.Point(point_uuid(p.id), p.vector.tolist(), payload_for(p)) for p in points]
             )
         )
 
     def delete(self, collection: str, ids: Sequence[str]) -> None:
         self._shard(collection).update(qe.UpdateOperation.delete_points([point_uuid(i) for i in ids]))
 
-    def retrieve(self, collection: str, ids: Sequence[str]) -> list[StoredPoint]:
+    def retrieve(self, collection: str, ids: Sequence[str], with_vectors: bool = True) -> list[StoredPoint]:
         records = self._shard(collection).retrieve(
-            [point_uuid(i) for i in ids], with_payload=True, with_vector=True
+            [point_uuid(i) for i in ids], with_payload=True, with_vector=with_vectors
         )
         return in_request_order(records, ids)
 
@@ -147,14 +147,17 @@ class QdrantEdgeStore:
     def count(self, collection: str) -> int:
         return int(self._shard(collection).count(qe.CountRequest(exact=True)))
 
-    def iter_points(self, collection: str, batch: int = 512) -> Iterator[StoredPoint]:
+    def iter_points(
+        self, collection: str, batch: int = 512, with_vectors: bool = True
+    ) -> Iterator[list[StoredPoint]]:
         shard = self._shard(collection)
         offset = None
         while True:
             records, offset = shard.scroll(
-                qe.ScrollRequest(offset=offset, limit=batch, with_payload=True, with_vector=True)
+                qe.ScrollRequest(offset=offset, limit=batch, with_payload=True, with_vector=with_vectors)
             )
-            yield from map(stored_point, records)
+            if records:
+                yield [stored_point(record) for record in records]
             if offset is None:
                 return
 

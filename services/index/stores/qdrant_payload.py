@@ -1,7 +1,8 @@
 """What both Qdrant adapters share: id mapping and the payload layout.
 
 Qdrant wants integer or UUID point ids; ours are strings, mapped by a stable UUIDv5. The
-caller's id and metadata live in the payload: {"id": ..., "metadata": {...}, "match": [...]}.
+caller's id and metadata live in the payload: {"id": ..., "metadata": {...}, "match": [...],
+"digest": ...}, the digest being the one the LSH store keeps too (services.index.point_digest).
 
 "match" holds one typed keyword per filterable field value (`color=s:red`, `flag=b:true`,
 `n=i:3`, one per list element), and every filter is matched against it. Matching the raw
@@ -16,12 +17,14 @@ from typing import Any
 import numpy as np
 
 from imsearch.core.structs import FILTER_KEY
+from services.index.point_digest import digest_of
 from services.index.stores.base import MetadataFilter, ScoredPoint, StoredPoint
 
 ID_NAMESPACE = uuid.UUID("6f1d3c52-6f4e-4a55-9b1a-1a5f3f0e2b7d")
 ID_KEY = "id"
 METADATA_KEY = "metadata"
 MATCH_KEY = "match"
+DIGEST_KEY = "digest"
 
 
 def point_uuid(point_id: str) -> str:
@@ -56,16 +59,20 @@ def filter_tokens(metadata_filter: MetadataFilter) -> list[str]:
     return [t for t in tokens if t is not None]
 
 
-def payload_for(point_id: str, metadata: dict[str, Any]) -> dict[str, Any]:
-    return {ID_KEY: point_id, METADATA_KEY: metadata, MATCH_KEY: match_tokens(metadata)}
+def payload_for(point: StoredPoint) -> dict[str, Any]:
+    return {
+        ID_KEY: point.id,
+        METADATA_KEY: point.metadata,
+        MATCH_KEY: match_tokens(point.metadata),
+        DIGEST_KEY: digest_of(point),
+    }
 
 
 def stored_point(record: Any) -> StoredPoint:
     """A retrieved record (either adapter's type: both have .payload and .vector)."""
     payload = record.payload or {}
-    return StoredPoint(
-        payload[ID_KEY], np.asarray(record.vector, dtype=np.float32), payload.get(METADATA_KEY, {})
-    )
+    vector = np.asarray(record.vector if record.vector is not None else [], dtype=np.float32)
+    return StoredPoint(payload[ID_KEY], vector, payload.get(METADATA_KEY, {}), payload.get(DIGEST_KEY))
 
 
 def in_request_order(records: Any, ids: Sequence[str]) -> list[StoredPoint]:

@@ -108,7 +108,7 @@ class QdrantServerStore:
                 models.PointStruct(
                     id=point_uuid(p.id),
                     vector=p.vector.tolist(),
-                    payload=payload_for(p.id, p.metadata),
+                    payload=payload_for(p),
                 )
                 for p in points
             ],
@@ -122,9 +122,9 @@ class QdrantServerStore:
             wait=True,
         )
 
-    def retrieve(self, collection: str, ids: Sequence[str]) -> list[StoredPoint]:
+    def retrieve(self, collection: str, ids: Sequence[str], with_vectors: bool = True) -> list[StoredPoint]:
         records = self._client.retrieve(
-            collection, [point_uuid(i) for i in ids], with_payload=True, with_vectors=True
+            collection, [point_uuid(i) for i in ids], with_payload=True, with_vectors=with_vectors
         )
         return in_request_order(records, ids)
 
@@ -152,13 +152,16 @@ class QdrantServerStore:
         self._require(collection)
         return int(self._client.count(collection, exact=True).count)
 
-    def iter_points(self, collection: str, batch: int = 512) -> Iterator[StoredPoint]:
+    def iter_points(
+        self, collection: str, batch: int = 512, with_vectors: bool = True
+    ) -> Iterator[list[StoredPoint]]:
         offset = None
         while True:
             records, offset = self._client.scroll(
-                collection, offset=offset, limit=batch, with_payload=True, with_vectors=True
+                collection, offset=offset, limit=batch, with_payload=True, with_vectors=with_vectors
             )
-            yield from map(stored_point, records)
+            if records:
+                yield [stored_point(record) for record in records]
             if offset is None:
                 return
 

@@ -25,13 +25,16 @@ Redis layout under `<prefix>:<collection>`:
     :vec             hash  id -> float16 vector bytes
     :sig             hash  id -> uint32 signature per table (to leave old buckets on replace)
     :meta            hash  id -> metadata JSON
+    :dig             hash  id -> the point's digest (services.index.point_digest), as in Qdrant
+    :epoch           int   raised by `fence`; every write transaction WATCHes it
     :b:<table>:<sig> set   ids in that bucket
-Writes of one batch are one MULTI/EXEC transaction: all of it lands or none.
+Writes of one batch are one MULTI/EXEC transaction: all of it lands or none, and none once
+`fence` has run (a transaction we timed out on may still reach a stalled Redis later).
 """
 
 import itertools
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,6 +44,7 @@ import redis
 from imsearch.core.errors import NotFound
 from imsearch.core.structs import field_matches
 from imsearch.core.validation import validate_name
+from services.index.point_digest import digest_of
 from services.index.stores.base import MetadataFilter, ScoredPoint, StoredPoint
 
 # Probe candidates per table: single flips of the 8 least certain bits, pairs among the 6 least.
@@ -185,9 +189,26 @@ class RedisLshStore:
         """(n, dim) -> (n, tables) uint32 bucket signatures."""
         return _pack_sides(self._margins(collection, vectors))
 
-    def _old_signatures(self, collection: str, ids: Sequence[str]) -> list[np.ndarray | None]:
-        raw = self._redis.hmget(self._key(collection, "sig"), list(ids))
-        return [None if r is None else np.frombuffer(_bytes(r), dtype=np.uint32) for r in raw]
+    def fence(self, collection: str) -> None:
+        """Makes every write of `collection` not yet run by Redis abort: one we gave up on
+        after a timeout can still reach Redis late, and must not land after a repair."""
+        self._redis.incr(self._key(collection, "epoch"))
+
+    def _transact(
+        self,
+        collection: str,
+        ids: Sequence[str],
+        build: Callable[[Any, list[np.ndarray | None]], None],
+    ) -> None:
+        """One MULTI/EXEC, built by `build(pipe, old signatures of ids)`: all of it lands or
+        none, and none if `fence` ran since the signatures were read (WATCH on the epoch)."""
+        with self._redis.pipeline(transaction=True) as pipe:
+            pipe.watch(self._key(collection, "epoch"))  # type: ignore[no-untyped-call]
+            raw = pipe.hmget(self._key(collection, "sig"), list(ids))
+            old = [None if r is None else np.frombuffer(_bytes(r), dtype=np.uint32) for r in raw]
+            pipe.multi()
+            build(pipe, old)
+            pipe.execute()
 
     def _write(
         self, pipe: Any, collection: str, point: StoredPoint, sig: np.ndarray, old: np.ndarray | None
@@ -200,17 +221,20 @@ class RedisLshStore:
         pipe.hset(self._key(collection, "vec"), point.id, point.vector.astype(np.float16).tobytes())
         pipe.hset(self._key(collection, "sig"), point.id, sig.tobytes())
         pipe.hset(self._key(collection, "meta"), point.id, json.dumps(point.metadata))
+        pipe.hset(self._key(collection, "dig"), point.id, digest_of(point))
 
     def upsert(self, collection: str, points: Sequence[StoredPoint]) -> None:
         if not points:
             return
         vectors = np.stack([p.vector for p in points]).astype(np.float32)
         new_sigs = self.signatures(collection, vectors)
-        old_sigs = self._old_signatures(collection, [p.id for p in points])
-        pipe = self._redis.pipeline(transaction=True)
-        for point, vector, sig, old in zip(points, vectors, new_sigs, old_sigs, strict=True):
-            self._write(pipe, collection, StoredPoint(point.id, vector, point.metadata), sig, old)
-        pipe.execute()
+
+        def build(pipe: Any, old_sigs: list[np.ndarray | None]) -> None:
+            for point, vector, sig, old in zip(points, vectors, new_sigs, old_sigs, strict=True):
+                as_float32 = StoredPoint(point.id, vector, point.metadata, point.digest)
+                self._write(pipe, collection, as_float32, sig, old)
+
+        self._transact(collection, [p.id for p in points], build)
         state = self._state(collection)
         if state.centre is None and self.count(collection) >= state.params.full_scan_threshold:
             self._fit_centre(collection)
@@ -220,36 +244,44 @@ class RedisLshStore:
         points = list(self._iter_points(collection))
         centre = np.mean([p.vector for p in points], axis=0).astype(np.float32)
         state = self._state(collection)
-        old_sigs = self._old_signatures(collection, [p.id for p in points])
         state.centre = centre
         try:
             new_sigs = self.signatures(collection, np.stack([p.vector for p in points]))
-            pipe = self._redis.pipeline(transaction=True)
-            pipe.hset(self._key(collection, "config"), "centre", centre.tobytes())
-            for point, sig, old in zip(points, new_sigs, old_sigs, strict=True):
-                self._write(pipe, collection, point, sig, old)
-            pipe.execute()
+
+            def build(pipe: Any, old_sigs: list[np.ndarray | None]) -> None:
+                pipe.hset(self._key(collection, "config"), "centre", centre.tobytes())
+                for point, sig, old in zip(points, new_sigs, old_sigs, strict=True):
+                    self._write(pipe, collection, point, sig, old)
+
+            self._transact(collection, [p.id for p in points], build)
         except BaseException:
             state.centre = None
             raise
 
     def _iter_points(self, collection: str) -> Iterator[StoredPoint]:
         metadata = self._redis.hgetall(self._key(collection, "meta"))
+        digests = self._redis.hgetall(self._key(collection, "dig"))
         for key, raw in self._redis.hscan_iter(self._key(collection, "vec"), count=1000):
             vector = np.frombuffer(_bytes(raw), dtype=np.float16).astype(np.float32)
-            yield StoredPoint(_text(key), vector, json.loads(metadata.get(key, b"{}")))
+            digest = digests.get(key)
+            yield StoredPoint(
+                _text(key),
+                vector,
+                json.loads(metadata.get(key, b"{}")),
+                None if digest is None else _text(digest),
+            )
 
     def delete(self, collection: str, ids: Sequence[str]) -> None:
-        old_sigs = self._old_signatures(collection, ids)
-        pipe = self._redis.pipeline(transaction=True)
-        for point_id, old in zip(ids, old_sigs, strict=True):
-            if old is None:
-                continue
-            for table, bucket in enumerate(old):
-                pipe.srem(self._key(collection, "b", table, bucket), point_id)
-            for field in ("vec", "sig", "meta"):
-                pipe.hdel(self._key(collection, field), point_id)
-        pipe.execute()
+        def build(pipe: Any, old_sigs: list[np.ndarray | None]) -> None:
+            for point_id, old in zip(ids, old_sigs, strict=True):
+                if old is None:
+                    continue
+                for table, bucket in enumerate(old):
+                    pipe.srem(self._key(collection, "b", table, bucket), point_id)
+                for field in ("vec", "sig", "meta", "dig"):
+                    pipe.hdel(self._key(collection, field), point_id)
+
+        self._transact(collection, ids, build)
 
     def _probe_keys(self, collection: str, margins: np.ndarray, signature: np.ndarray) -> list[str]:
         """The query's (tables, bits) margins and (tables,) signature -> bucket keys to read."""
@@ -328,25 +360,53 @@ class RedisLshStore:
             for point_id, p in zip(top, best, strict=True)
         ]
 
-    def stored(self, collection: str, ids: Sequence[str]) -> dict[str, tuple[np.ndarray, dict[str, Any]]]:
-        """The float16 vector and metadata the store holds for each of `ids` that it has."""
+    def stored(self, collection: str, ids: Sequence[str]) -> dict[str, StoredPoint]:
+        """What the store holds for each of `ids` that it has: float16 vector, metadata, digest."""
         if not ids:
             return {}
-        vectors = self._redis.hmget(self._key(collection, "vec"), list(ids))
-        metadata = self._redis.hmget(self._key(collection, "meta"), list(ids))
+        pipe = self._redis.pipeline(transaction=False)
+        for field in ("vec", "meta", "dig"):
+            pipe.hmget(self._key(collection, field), list(ids))
+        vectors, metadata, digests = pipe.execute()
         return {
-            point_id: (np.frombuffer(_bytes(vector), dtype=np.float16), json.loads(meta or b"{}"))
-            for point_id, vector, meta in zip(ids, vectors, metadata, strict=True)
+            point_id: StoredPoint(
+                point_id,
+                np.frombuffer(_bytes(vector), dtype=np.float16),
+                json.loads(meta or b"{}"),
+                None if digest is None else _text(digest),
+            )
+            for point_id, vector, meta, digest in zip(ids, vectors, metadata, digests, strict=True)
             if vector is not None
+        }
+
+    def digests(self, collection: str, ids: Sequence[str]) -> dict[str, str | None]:
+        """The digest of each of `ids` the store has (None: stored before digests existed)."""
+        if not ids:
+            return {}
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.hmget(self._key(collection, "dig"), list(ids))
+        pipe.hmget(self._key(collection, "sig"), list(ids))  # presence, for points without a digest
+        digests, signatures = pipe.execute()
+        return {
+            point_id: None if digest is None else _text(digest)
+            for point_id, digest, signature in zip(ids, digests, signatures, strict=True)
+            if digest is not None or signature is not None
         }
 
     def count(self, collection: str) -> int:
         return int(self._redis.hlen(self._key(collection, "vec")))
 
-    def iter_ids(self, collection: str) -> Iterator[str]:
+    def iter_ids(self, collection: str, batch: int = 512) -> Iterator[list[str]]:
+        """Every stored id, a batch at a time (HSCAN: ids removed meanwhile may still appear)."""
         # HSCAN's NOVALUES needs Redis 7.4; signatures are small, so read and drop them.
-        for key, _ in self._redis.hscan_iter(self._key(collection, "sig"), count=1000):
-            yield _text(key)
+        ids: list[str] = []
+        for key, _ in self._redis.hscan_iter(self._key(collection, "sig"), count=batch):
+            ids.append(_text(key))
+            if len(ids) == batch:
+                yield ids
+                ids = []
+        if ids:
+            yield ids
 
 
 def _pack_sides(margins: np.ndarray) -> np.ndarray:

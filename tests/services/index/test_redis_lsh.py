@@ -90,7 +90,7 @@ def test_delete_and_filter(redis_client: redis.Redis) -> None:
     store = store_with(redis_client, vectors)
     store.delete("c", ["1", "2", "missing"])
     assert store.count("c") == 28
-    assert {"1", "2"}.isdisjoint(store.iter_ids("c"))
+    assert {"1", "2"}.isdisjoint(i for batch in store.iter_ids("c") for i in batch)
     result = store.search("c", vectors[3], 30, {"parity": 1})
     assert result.candidates == result.rescored == 14  # small collection: all 14 odd ids scored
     assert result.hits and all(int(h.id) % 2 == 1 for h in result.hits)

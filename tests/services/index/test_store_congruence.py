@@ -61,7 +61,12 @@ def test_replace_delete_retrieve_and_iterate(store: VectorStore) -> None:
     assert p0.metadata == {"label": "new"}
     np.testing.assert_allclose(p0.vector, np.ones(DIM) / np.sqrt(DIM), atol=1e-6)
     assert store.retrieve("c", ["p1"]) == []
-    assert len({p.id for p in store.iter_points("c", batch=64)}) == 299
+    batches = list(store.iter_points("c", batch=64))
+    assert len({p.id for batch in batches for p in batch}) == 299 and max(map(len, batches)) <= 64
+    light = [p for batch in store.iter_points("c", batch=64, with_vectors=False) for p in batch]
+    assert len(light) == 299 and all(p.vector.size == 0 and p.digest for p in light)
+    (bare,) = store.retrieve("c", ["p0"], with_vectors=False)
+    assert (bare.vector.size, bare.metadata, bare.digest) == (0, {"label": "new"}, p0.digest)
     assert store.collections() == {"c": DIM}
 
 
