@@ -41,10 +41,16 @@ def rss_mb(field: str) -> float:
     raise RuntimeError(field)
 
 
-def child(data_dir: Path, redis_url: str, deep: bool) -> None:
-    """Runs in the fresh process: opens the engine (the start-up reconcile), optionally verifies."""
+def child(data_dir: Path, redis_url: str, deep: bool, store_only: bool) -> None:
+    """Runs in the fresh process: opens the engine (the start-up reconcile), optionally verifies;
+    or, as the baseline, opens only the Qdrant shard (whose vectors it holds in memory)."""
     before = rss_mb("VmRSS")
     began = time.perf_counter()
+    if store_only:
+        store = QdrantEdgeStore(data_dir / "qdrant")
+        print(json.dumps({"open_s": time.perf_counter() - began, "peak_rise_mb": rss_mb("VmHWM") - before}))
+        store.close()
+        return
     engine = open_engine(data_dir, redis_url)
     opened = time.perf_counter() - began
     result = {"open_s": opened, "rss_before_mb": before}
@@ -57,11 +63,10 @@ def child(data_dir: Path, redis_url: str, deep: bool) -> None:
     print(json.dumps(result))
 
 
-def measure(data_dir: Path, redis_url: str, deep: bool = False) -> dict[str, float]:
+def measure(data_dir: Path, redis_url: str, deep: bool = False, store_only: bool = False) -> dict[str, float]:
     command = [sys.executable, "-m", "bench.startup", "--child", str(data_dir), redis_url]
-    output = subprocess.run(
-        [*command, *(["--deep"] if deep else [])], capture_output=True, check=True, text=True
-    )
+    flags = [*(["--deep"] if deep else []), *(["--store-only"] if store_only else [])]
+    output = subprocess.run([*command, *flags], capture_output=True, check=True, text=True)
     result: dict[str, float] = json.loads(output.stdout.strip().splitlines()[-1])
     return result
 
@@ -74,9 +79,10 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=1280)
     parser.add_argument("--child", nargs=2, metavar=("DATA_DIR", "REDIS_URL"), help=argparse.SUPPRESS)
     parser.add_argument("--deep", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--store-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(Path(args.child[0]), args.child[1], args.deep)
+        child(Path(args.child[0]), args.child[1], args.deep, args.store_only)
         return
     with tempfile.TemporaryDirectory() as folder:
         data_dir = Path(folder)
@@ -96,6 +102,11 @@ def main() -> None:
             print(
                 f"{args.size} points of dimension {args.dim}: "
                 f"filled in {filled:.0f} s ({args.size / filled:.0f}/s)"
+            )
+            alone = measure(data_dir, redis_server.url, store_only=True)
+            print(
+                f"baseline, the Qdrant shard alone: {alone['open_s']:.1f} s, "
+                f"memory +{alone['peak_rise_mb']:.0f} MB"
             )
             consistent = measure(data_dir, redis_server.url)
             print(

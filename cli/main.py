@@ -28,7 +28,7 @@ def connect(args: argparse.Namespace) -> SearchClient:
 
 
 def cmd_verify(args: argparse.Namespace) -> None:
-    audit = connect(args).verify(args.repair)
+    audit = connect(args).verify(args.repair, args.collection)
     print(
         f"{audit.points} points in Qdrant, {audit.lsh_points} in the LSH store: "
         f"{audit.missing_in_lsh} missing from LSH, {audit.extra_in_lsh} only in LSH, "
@@ -68,8 +68,32 @@ def cmd_index(args: argparse.Namespace) -> None:
         (image_id, path.read_bytes(), {"label": label, "path": str(path)})
         for image_id, path, label in labelled_images(args.paths)
     )
-    added = client.add_images(items)
+    added = client.add_images(items, args.collection)
     print(f"added {added} images")
+
+
+def describe(info: Any) -> str:
+    hnsw = "built" if info.hnsw_built else "not built"
+    return (
+        f"{info.collection}: model {info.model or '?'}, dim {info.dim}, {info.points} points "
+        f"({info.lsh_points} in LSH), HNSW {hnsw}, LSH {info.lsh_tables} tables x {info.lsh_bits} bits"
+    )
+
+
+def cmd_collections(args: argparse.Namespace) -> None:
+    client = connect(args)
+    if args.action == "list":
+        for info in client.list_collections():
+            print(describe(info))
+    elif args.action == "create":
+        print("created " + describe(client.create_collection(args.name, args.model or "")))
+    elif args.action == "describe":
+        print(describe(client.describe_collection(args.name)))
+    elif client.drop_collection(args.name):
+        print(f"dropped {args.name}")
+    else:
+        print(f"no collection {args.name!r}")
+        sys.exit(1)
 
 
 def cmd_search(args: argparse.Namespace) -> None:
@@ -80,12 +104,14 @@ def cmd_search(args: argparse.Namespace) -> None:
         args.index,
         json.loads(args.filter) if args.filter else None,
         {"on": True, "off": False, "default": None}[args.rerank],
+        args.collection,
     )
     rows: list[dict[str, Any]] = [
         {"id": r.id, "score": round(r.score, 6), "metadata": to_dict(r.metadata)} for r in response.results
     ]
     if args.json:
-        print(json.dumps({"model": response.model, "reranked": response.reranked, "results": rows}, indent=2))
+        summary = {"collection": response.collection, "model": response.model, "reranked": response.reranked}
+        print(json.dumps({**summary, "results": rows}, indent=2))
         return
     for rank, row in enumerate(rows, 1):
         print(f"{rank:3d}  {row['score']:.4f}  {row['id']}  {row['metadata'].get('label', '')}")
@@ -243,17 +269,29 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--token", default=None, help="bearer token (better: IMSEARCH_TOKEN, kept out of ps)")
         return p
 
-    index = client_parser("index", "add the images under folders (label = folder name)")
+    def with_collection(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument("--collection", default="", help="collection (default: the gateway's default one)")
+        return p
+
+    collections = client_parser("collections", "create, list, describe or drop collections")
+    collections.add_argument("action", choices=["create", "list", "describe", "drop"])
+    collections.add_argument("name", nargs="?", default="", help="the collection (not for list)")
+    collections.add_argument("--model", default=None, help="create: a model the encoder serves")
+    collections.set_defaults(func=cmd_collections)
+
+    index = with_collection(client_parser("index", "add the images under folders (label = folder name)"))
     index.add_argument("paths", nargs="+", type=Path)
     index.set_defaults(func=cmd_index)
 
-    verify = client_parser("verify", "audit the index: Qdrant and the LSH store hold the same points (admin)")
+    verify = with_collection(
+        client_parser("verify", "audit the index: Qdrant and the LSH store hold the same points (admin)")
+    )
     verify.add_argument(
         "--repair", action="store_true", help="rewrite the LSH store from Qdrant where they differ"
     )
     verify.set_defaults(func=cmd_verify)
 
-    search = client_parser("search", "find images similar to IMAGE")
+    search = with_collection(client_parser("search", "find images similar to IMAGE"))
     search.add_argument("image", type=Path)
     search.add_argument("--top-k", type=int, default=10)
     search.add_argument("--index", choices=[kind.value for kind in IndexKind], default=IndexKind.HNSW.value)

@@ -4,7 +4,8 @@ It keeps its data in <data-dir>/redis with the append-only file on, so the LSH s
 a restart of the suite just like the Qdrant shards do. It listens on loopback only, with a
 generated password (in a 0600 config file, never on the command line where `ps` shows it),
 and dies with the process that started it (Linux's parent-death signal), so a killed suite
-leaves no orphan behind to fight the next one over the same files.
+leaves no orphan behind to fight the next one over the same files. With `tls` it serves TLS
+only (rediss://), optionally demanding client certificates.
 """
 
 import ctypes
@@ -15,7 +16,9 @@ import shutil
 import signal
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import redis
 
@@ -27,13 +30,38 @@ log = logging.getLogger(__name__)
 _PR_SET_PDEATHSIG = 1
 
 
+@dataclass(frozen=True)
+class RedisTls:
+    cert: Path  # the server's certificate and key
+    key: Path
+    ca: Path  # verifies client certificates, and the server's for our own readiness check
+    client_cert: Path | None = None  # set both to demand client certificates (mutual TLS)
+    client_key: Path | None = None
+
+    def config(self, port: int) -> dict[str, str]:
+        return {
+            "port": "0",  # no plain-text port at all
+            "tls-port": str(port),
+            "tls-cert-file": str(self.cert.resolve()),
+            "tls-key-file": str(self.key.resolve()),
+            "tls-ca-cert-file": str(self.ca.resolve()),
+            "tls-auth-clients": "yes" if self.client_cert else "no",
+        }
+
+    def client_options(self) -> dict[str, Any]:
+        options: dict[str, Any] = {"ssl_ca_certs": str(self.ca), "ssl_cert_reqs": "required"}
+        if self.client_cert and self.client_key:
+            options |= {"ssl_certfile": str(self.client_cert), "ssl_keyfile": str(self.client_key)}
+        return options
+
+
 def _die_with_parent() -> None:
     """Runs in the child between fork and exec: SIGTERM it when the parent goes."""
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-def _write_config(port: int, password: str, data_dir: Path) -> Path:
+def _write_config(port: int, password: str, data_dir: Path, tls: RedisTls | None) -> Path:
     options = {
         "port": str(port),
         "bind": "127.0.0.1",
@@ -46,6 +74,8 @@ def _write_config(port: int, password: str, data_dir: Path) -> Path:
         "daemonize": "no",
         "logfile": str((data_dir / "redis.log").resolve()),
     }
+    if tls is not None:
+        options |= tls.config(port)
     path = data_dir / "redis.conf"
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(descriptor, "w") as config:
@@ -54,7 +84,7 @@ def _write_config(port: int, password: str, data_dir: Path) -> Path:
 
 
 class EmbeddedRedis:
-    def __init__(self, data_dir: Path, port: int | None = None) -> None:
+    def __init__(self, data_dir: Path, port: int | None = None, tls: RedisTls | None = None) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             raise SystemExit(
@@ -64,8 +94,10 @@ class EmbeddedRedis:
         data_dir.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
         password = secrets.token_urlsafe(24)
-        self.url = f"redis://:{password}@127.0.0.1:{self.port}/0"
-        config = _write_config(self.port, password, data_dir)
+        self.tls = tls
+        scheme = "redis" if tls is None else "rediss"
+        self.url = f"{scheme}://:{password}@127.0.0.1:{self.port}/0"
+        config = _write_config(self.port, password, data_dir, tls)
         self._process = subprocess.Popen(
             [binary, str(config.resolve())],
             stdout=subprocess.DEVNULL,
@@ -79,7 +111,7 @@ class EmbeddedRedis:
         return self._process.pid
 
     def _wait_ready(self, timeout: float = 15.0) -> None:
-        client = redis.Redis.from_url(self.url)
+        client = redis.Redis.from_url(self.url, **(self.tls.client_options() if self.tls else {}))
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._process.poll() is not None:

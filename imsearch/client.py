@@ -24,9 +24,36 @@ class SearchClient:
         self._stub = search_pb2_grpc.SearchServiceStub(self._channel)
         self._timeout = timeout
 
-    def add_images(self, items: Iterable[tuple[str, bytes, dict[str, Any]]]) -> int:
+    # -- collections: each bound to the model its images are encoded with --------------------
+
+    def create_collection(self, name: str, model: str = "") -> index_pb2.CollectionInfo:
+        """`model`: one the encoder serves; empty for the gateway's default. Admin."""
+        info: index_pb2.CollectionInfo = self._stub.CreateCollection(
+            search_pb2.CreateCollectionRequest(collection=name, model=model), timeout=self._timeout
+        )
+        return info
+
+    def list_collections(self) -> list[index_pb2.CollectionInfo]:
+        listed = self._stub.ListCollections(index_pb2.ListCollectionsRequest(), timeout=self._timeout)
+        return list(listed.collections)
+
+    def describe_collection(self, name: str = "") -> index_pb2.CollectionInfo:
+        info: index_pb2.CollectionInfo = self._stub.DescribeCollection(
+            index_pb2.GetCollectionInfoRequest(collection=name), timeout=self._timeout
+        )
+        return info
+
+    def drop_collection(self, name: str) -> bool:
+        """Removes the collection and its images; False if there was none. Admin."""
+        request = index_pb2.DropCollectionRequest(collection=name)
+        return bool(self._stub.DropCollection(request, timeout=self._timeout).dropped)
+
+    # -- images; collection "" is the gateway's default one ----------------------------------
+
+    def add_images(self, items: Iterable[tuple[str, bytes, dict[str, Any]]], collection: str = "") -> int:
         requests = (
-            search_pb2.AddImageRequest(id=i, image=data, metadata=to_struct(meta)) for i, data, meta in items
+            search_pb2.AddImageRequest(id=i, image=data, metadata=to_struct(meta), collection=collection)
+            for i, data, meta in items
         )
         return int(self._stub.AddImages(requests).added)
 
@@ -37,6 +64,7 @@ class SearchClient:
         index: IndexKind | str = IndexKind.HNSW,
         metadata_filter: dict[str, Any] | None = None,
         rerank: bool | None = None,
+        collection: str = "",
     ) -> search_pb2.SearchResponse:
         mode = {None: search_pb2.RERANK_DEFAULT, True: search_pb2.RERANK_ON, False: search_pb2.RERANK_OFF}
         request = search_pb2.SearchRequest(
@@ -45,20 +73,24 @@ class SearchClient:
             index=IndexKind.parse(index).to_proto(),
             filter=to_struct(metadata_filter or {}),
             rerank=mode[rerank],
+            collection=collection,
         )
         response: search_pb2.SearchResponse = self._stub.Search(request, timeout=self._timeout)
         return response
 
-    def delete(self, ids: list[str]) -> int:
-        return int(self._stub.DeleteImages(search_pb2.DeleteImagesRequest(ids=ids)).deleted)
+    def delete(self, ids: list[str], collection: str = "") -> int:
+        request = search_pb2.DeleteImagesRequest(ids=ids, collection=collection)
+        return int(self._stub.DeleteImages(request, timeout=self._timeout).deleted)
 
-    def stats(self) -> search_pb2.Stats:
-        stats: search_pb2.Stats = self._stub.GetStats(search_pb2.GetStatsRequest(), timeout=self._timeout)
+    def stats(self, collection: str = "") -> search_pb2.Stats:
+        request = search_pb2.GetStatsRequest(collection=collection)
+        stats: search_pb2.Stats = self._stub.GetStats(request, timeout=self._timeout)
         return stats
 
-    def verify(self, repair: bool = False) -> index_pb2.VerifyResponse:
-        """Audits the gateway's collection (admin): both stores hold the same points?"""
-        response: index_pb2.VerifyResponse = self._stub.VerifyIndex(index_pb2.VerifyRequest(repair=repair))
+    def verify(self, repair: bool = False, collection: str = "") -> index_pb2.VerifyResponse:
+        """Audits a collection (admin): both stores hold the same points?"""
+        request = index_pb2.VerifyRequest(repair=repair, collection=collection)
+        response: index_pb2.VerifyResponse = self._stub.VerifyIndex(request)
         return response
 
     def close(self) -> None:

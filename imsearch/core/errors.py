@@ -23,6 +23,10 @@ class NotFound(ImsearchError):
     code = grpc.StatusCode.NOT_FOUND
 
 
+class AlreadyExists(ImsearchError):
+    code = grpc.StatusCode.ALREADY_EXISTS
+
+
 class ResourceExhausted(ImsearchError):
     code = grpc.StatusCode.RESOURCE_EXHAUSTED
 

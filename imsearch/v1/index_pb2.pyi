@@ -81,17 +81,23 @@ class EnsureCollectionRequest(_message.Message):
 
     COLLECTION_FIELD_NUMBER: _builtins.int
     DIM_FIELD_NUMBER: _builtins.int
+    MODEL_FIELD_NUMBER: _builtins.int
     collection: _builtins.str
     dim: _builtins.int
+    model: _builtins.str
+    """The model whose embeddings the collection holds (recorded, then checked on every write
+    and search that names one); empty: not bound.
+    """
     def __init__(
         self,
         *,
         collection: _builtins.str = ...,
         dim: _builtins.int = ...,
+        model: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["collection", b"collection", "dim", b"dim"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["collection", b"collection", "dim", b"dim", "model", b"model"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -103,7 +109,10 @@ class UpsertRequest(_message.Message):
 
     COLLECTION_FIELD_NUMBER: _builtins.int
     POINTS_FIELD_NUMBER: _builtins.int
+    MODEL_FIELD_NUMBER: _builtins.int
     collection: _builtins.str
+    model: _builtins.str
+    """The model that made the vectors: FAILED_PRECONDITION if the collection is bound to another."""
     @_builtins.property
     def points(self) -> _containers.RepeatedCompositeFieldContainer[Global___Point]: ...
     def __init__(
@@ -111,10 +120,11 @@ class UpsertRequest(_message.Message):
         *,
         collection: _builtins.str = ...,
         points: _abc.Iterable[Global___Point] | None = ...,
+        model: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["collection", b"collection", "points", b"points"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["collection", b"collection", "model", b"model", "points", b"points"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -192,11 +202,14 @@ class SearchVectorRequest(_message.Message):
     INDEX_FIELD_NUMBER: _builtins.int
     FILTER_FIELD_NUMBER: _builtins.int
     WITH_VECTORS_FIELD_NUMBER: _builtins.int
+    MODEL_FIELD_NUMBER: _builtins.int
     collection: _builtins.str
     top_k: _builtins.int
     index: Global___IndexKind.ValueType
     with_vectors: _builtins.bool
     """Return the stored vectors of the hits too."""
+    model: _builtins.str
+    """The model that made the query vector: FAILED_PRECONDITION if the collection is bound to another."""
     @_builtins.property
     def vector(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]: ...
     @_builtins.property
@@ -212,10 +225,11 @@ class SearchVectorRequest(_message.Message):
         index: Global___IndexKind.ValueType = ...,
         filter: _struct_pb2.Struct | None = ...,
         with_vectors: _builtins.bool = ...,
+        model: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["collection", b"collection", "filter", b"filter", "index", b"index", "top_k", b"top_k", "vector", b"vector", "with_vectors", b"with_vectors"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["collection", b"collection", "filter", b"filter", "index", b"index", "model", b"model", "top_k", b"top_k", "vector", b"vector", "with_vectors", b"with_vectors"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -350,6 +364,7 @@ class CollectionInfo(_message.Message):
     HNSW_BUILT_FIELD_NUMBER: _builtins.int
     LSH_TABLES_FIELD_NUMBER: _builtins.int
     LSH_BITS_FIELD_NUMBER: _builtins.int
+    MODEL_FIELD_NUMBER: _builtins.int
     collection: _builtins.str
     dim: _builtins.int
     points: _builtins.int
@@ -359,6 +374,8 @@ class CollectionInfo(_message.Message):
     """Whether Qdrant has built its HNSW graph over the collection."""
     lsh_tables: _builtins.int
     lsh_bits: _builtins.int
+    model: _builtins.str
+    """The model whose embeddings it holds; empty for a collection made before models were bound."""
     def __init__(
         self,
         *,
@@ -369,14 +386,91 @@ class CollectionInfo(_message.Message):
         hnsw_built: _builtins.bool = ...,
         lsh_tables: _builtins.int = ...,
         lsh_bits: _builtins.int = ...,
+        model: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["collection", b"collection", "dim", b"dim", "hnsw_built", b"hnsw_built", "lsh_bits", b"lsh_bits", "lsh_points", b"lsh_points", "lsh_tables", b"lsh_tables", "points", b"points"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["collection", b"collection", "dim", b"dim", "hnsw_built", b"hnsw_built", "lsh_bits", b"lsh_bits", "lsh_points", b"lsh_points", "lsh_tables", b"lsh_tables", "model", b"model", "points", b"points"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CollectionInfo: _TypeAlias = CollectionInfo  # noqa: Y015
+
+@_typing.final
+class ListCollectionsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListCollectionsRequest: _TypeAlias = ListCollectionsRequest  # noqa: Y015
+
+@_typing.final
+class ListCollectionsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COLLECTIONS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def collections(self) -> _containers.RepeatedCompositeFieldContainer[Global___CollectionInfo]:
+        """by name"""
+
+    def __init__(
+        self,
+        *,
+        collections: _abc.Iterable[Global___CollectionInfo] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["collections", b"collections"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListCollectionsResponse: _TypeAlias = ListCollectionsResponse  # noqa: Y015
+
+@_typing.final
+class DropCollectionRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COLLECTION_FIELD_NUMBER: _builtins.int
+    collection: _builtins.str
+    def __init__(
+        self,
+        *,
+        collection: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["collection", b"collection"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DropCollectionRequest: _TypeAlias = DropCollectionRequest  # noqa: Y015
+
+@_typing.final
+class DropCollectionResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DROPPED_FIELD_NUMBER: _builtins.int
+    dropped: _builtins.bool
+    """false: there was no such collection"""
+    def __init__(
+        self,
+        *,
+        dropped: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dropped", b"dropped"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DropCollectionResponse: _TypeAlias = DropCollectionResponse  # noqa: Y015
 
 @_typing.final
 class VerifyRequest(_message.Message):

@@ -40,6 +40,16 @@ class IndexServiceStub:
                 request_serializer=imsearch_dot_v1_dot_index__pb2.EnsureCollectionRequest.SerializeToString,
                 response_deserializer=imsearch_dot_v1_dot_index__pb2.CollectionInfo.FromString,
                 _registered_method=True)
+        self.ListCollections = channel.unary_unary(
+                '/imsearch.v1.IndexService/ListCollections',
+                request_serializer=imsearch_dot_v1_dot_index__pb2.ListCollectionsRequest.SerializeToString,
+                response_deserializer=imsearch_dot_v1_dot_index__pb2.ListCollectionsResponse.FromString,
+                _registered_method=True)
+        self.DropCollection = channel.unary_unary(
+                '/imsearch.v1.IndexService/DropCollection',
+                request_serializer=imsearch_dot_v1_dot_index__pb2.DropCollectionRequest.SerializeToString,
+                response_deserializer=imsearch_dot_v1_dot_index__pb2.DropCollectionResponse.FromString,
+                _registered_method=True)
         self.Upsert = channel.unary_unary(
                 '/imsearch.v1.IndexService/Upsert',
                 request_serializer=imsearch_dot_v1_dot_index__pb2.UpsertRequest.SerializeToString,
@@ -77,7 +87,21 @@ class IndexServiceServicer:
     """
 
     def EnsureCollection(self, request, context):
-        """Creates a collection if it does not exist; fails if it exists with another dimension.
+        """Creates a collection if it does not exist; fails (FAILED_PRECONDITION) if it exists with
+        another dimension, or bound to another model.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListCollections(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DropCollection(self, request, context):
+        """Removes a collection and all its points from both stores.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -131,6 +155,16 @@ def add_IndexServiceServicer_to_server(servicer, server):
                     servicer.EnsureCollection,
                     request_deserializer=imsearch_dot_v1_dot_index__pb2.EnsureCollectionRequest.FromString,
                     response_serializer=imsearch_dot_v1_dot_index__pb2.CollectionInfo.SerializeToString,
+            ),
+            'ListCollections': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListCollections,
+                    request_deserializer=imsearch_dot_v1_dot_index__pb2.ListCollectionsRequest.FromString,
+                    response_serializer=imsearch_dot_v1_dot_index__pb2.ListCollectionsResponse.SerializeToString,
+            ),
+            'DropCollection': grpc.unary_unary_rpc_method_handler(
+                    servicer.DropCollection,
+                    request_deserializer=imsearch_dot_v1_dot_index__pb2.DropCollectionRequest.FromString,
+                    response_serializer=imsearch_dot_v1_dot_index__pb2.DropCollectionResponse.SerializeToString,
             ),
             'Upsert': grpc.unary_unary_rpc_method_handler(
                     servicer.Upsert,
@@ -191,6 +225,60 @@ class IndexService:
             '/imsearch.v1.IndexService/EnsureCollection',
             imsearch_dot_v1_dot_index__pb2.EnsureCollectionRequest.SerializeToString,
             imsearch_dot_v1_dot_index__pb2.CollectionInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListCollections(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/imsearch.v1.IndexService/ListCollections',
+            imsearch_dot_v1_dot_index__pb2.ListCollectionsRequest.SerializeToString,
+            imsearch_dot_v1_dot_index__pb2.ListCollectionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DropCollection(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/imsearch.v1.IndexService/DropCollection',
+            imsearch_dot_v1_dot_index__pb2.DropCollectionRequest.SerializeToString,
+            imsearch_dot_v1_dot_index__pb2.DropCollectionResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -34,7 +34,12 @@ class IndexServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> IndexServiceAsyncStub: ...
     EnsureCollection: _grpc.UnaryUnaryMultiCallable[_index_pb2.EnsureCollectionRequest, _index_pb2.CollectionInfo]
-    """Creates a collection if it does not exist; fails if it exists with another dimension."""
+    """Creates a collection if it does not exist; fails (FAILED_PRECONDITION) if it exists with
+    another dimension, or bound to another model.
+    """
+    ListCollections: _grpc.UnaryUnaryMultiCallable[_index_pb2.ListCollectionsRequest, _index_pb2.ListCollectionsResponse]
+    DropCollection: _grpc.UnaryUnaryMultiCallable[_index_pb2.DropCollectionRequest, _index_pb2.DropCollectionResponse]
+    """Removes a collection and all its points from both stores."""
     Upsert: _grpc.UnaryUnaryMultiCallable[_index_pb2.UpsertRequest, _index_pb2.UpsertResponse]
     """Inserts or replaces points in every index of the collection, all or nothing."""
     Delete: _grpc.UnaryUnaryMultiCallable[_index_pb2.DeleteRequest, _index_pb2.DeleteResponse]
@@ -54,7 +59,12 @@ class IndexServiceAsyncStub(IndexServiceStub):
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     EnsureCollection: _aio.UnaryUnaryMultiCallable[_index_pb2.EnsureCollectionRequest, _index_pb2.CollectionInfo]  # type: ignore[assignment]
-    """Creates a collection if it does not exist; fails if it exists with another dimension."""
+    """Creates a collection if it does not exist; fails (FAILED_PRECONDITION) if it exists with
+    another dimension, or bound to another model.
+    """
+    ListCollections: _aio.UnaryUnaryMultiCallable[_index_pb2.ListCollectionsRequest, _index_pb2.ListCollectionsResponse]  # type: ignore[assignment]
+    DropCollection: _aio.UnaryUnaryMultiCallable[_index_pb2.DropCollectionRequest, _index_pb2.DropCollectionResponse]  # type: ignore[assignment]
+    """Removes a collection and all its points from both stores."""
     Upsert: _aio.UnaryUnaryMultiCallable[_index_pb2.UpsertRequest, _index_pb2.UpsertResponse]  # type: ignore[assignment]
     """Inserts or replaces points in every index of the collection, all or nothing."""
     Delete: _aio.UnaryUnaryMultiCallable[_index_pb2.DeleteRequest, _index_pb2.DeleteResponse]  # type: ignore[assignment]
@@ -77,7 +87,24 @@ class IndexServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _index_pb2.EnsureCollectionRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_index_pb2.CollectionInfo, _abc.Awaitable[_index_pb2.CollectionInfo]]:
-        """Creates a collection if it does not exist; fails if it exists with another dimension."""
+        """Creates a collection if it does not exist; fails (FAILED_PRECONDITION) if it exists with
+        another dimension, or bound to another model.
+        """
+
+    @_abc_1.abstractmethod
+    def ListCollections(
+        self,
+        request: _index_pb2.ListCollectionsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_index_pb2.ListCollectionsResponse, _abc.Awaitable[_index_pb2.ListCollectionsResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def DropCollection(
+        self,
+        request: _index_pb2.DropCollectionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_index_pb2.DropCollectionResponse, _abc.Awaitable[_index_pb2.DropCollectionResponse]]:
+        """Removes a collection and all its points from both stores."""
 
     @_abc_1.abstractmethod
     def Upsert(

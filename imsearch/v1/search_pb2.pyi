@@ -43,15 +43,42 @@ RERANK_OFF: Rerank.ValueType  # 2
 Global___Rerank: _TypeAlias = Rerank  # noqa: Y015
 
 @_typing.final
+class CreateCollectionRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COLLECTION_FIELD_NUMBER: _builtins.int
+    MODEL_FIELD_NUMBER: _builtins.int
+    collection: _builtins.str
+    """1..64 letters, digits, '_' or '-', starting with a letter or digit."""
+    model: _builtins.str
+    """A model the encoder serves (ListModels); empty: the gateway's default model."""
+    def __init__(
+        self,
+        *,
+        collection: _builtins.str = ...,
+        model: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["collection", b"collection", "model", b"model"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateCollectionRequest: _TypeAlias = CreateCollectionRequest  # noqa: Y015
+
+@_typing.final
 class AddImageRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     ID_FIELD_NUMBER: _builtins.int
     IMAGE_FIELD_NUMBER: _builtins.int
     METADATA_FIELD_NUMBER: _builtins.int
+    COLLECTION_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """1..256 bytes; adding an existing id replaces it."""
     image: _builtins.bytes
+    collection: _builtins.str
+    """Empty: the default collection. In a stream every item names the same collection."""
     @_builtins.property
     def metadata(self) -> _struct_pb2.Struct: ...
     def __init__(
@@ -60,10 +87,11 @@ class AddImageRequest(_message.Message):
         id: _builtins.str = ...,
         image: _builtins.bytes = ...,
         metadata: _struct_pb2.Struct | None = ...,
+        collection: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["metadata", b"metadata"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "image", b"image", "metadata", b"metadata"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["collection", b"collection", "id", b"id", "image", b"image", "metadata", b"metadata"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -116,11 +144,14 @@ class SearchRequest(_message.Message):
     INDEX_FIELD_NUMBER: _builtins.int
     FILTER_FIELD_NUMBER: _builtins.int
     RERANK_FIELD_NUMBER: _builtins.int
+    COLLECTION_FIELD_NUMBER: _builtins.int
     image: _builtins.bytes
     top_k: _builtins.int
     """1..1000; 0 means 10."""
     index: _index_pb2.IndexKind.ValueType
     rerank: Global___Rerank.ValueType
+    collection: _builtins.str
+    """empty: the default collection"""
     @_builtins.property
     def filter(self) -> _struct_pb2.Struct:
         """Exact-match metadata filter: every key must equal its value."""
@@ -133,10 +164,11 @@ class SearchRequest(_message.Message):
         index: _index_pb2.IndexKind.ValueType = ...,
         filter: _struct_pb2.Struct | None = ...,
         rerank: Global___Rerank.ValueType = ...,
+        collection: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "image", b"image", "index", b"index", "rerank", b"rerank", "top_k", b"top_k"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["collection", b"collection", "filter", b"filter", "image", b"image", "index", b"index", "rerank", b"rerank", "top_k", b"top_k"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -177,10 +209,13 @@ class SearchResponse(_message.Message):
     INDEX_FIELD_NUMBER: _builtins.int
     RERANKED_FIELD_NUMBER: _builtins.int
     CANDIDATES_SCORED_FIELD_NUMBER: _builtins.int
+    COLLECTION_FIELD_NUMBER: _builtins.int
     model: _builtins.str
     index: _index_pb2.IndexKind.ValueType
     reranked: _builtins.bool
     candidates_scored: _builtins.int
+    collection: _builtins.str
+    """the collection searched (the default resolved)"""
     @_builtins.property
     def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___SearchResult]: ...
     def __init__(
@@ -191,10 +226,11 @@ class SearchResponse(_message.Message):
         index: _index_pb2.IndexKind.ValueType = ...,
         reranked: _builtins.bool = ...,
         candidates_scored: _builtins.int = ...,
+        collection: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["candidates_scored", b"candidates_scored", "index", b"index", "model", b"model", "reranked", b"reranked", "results", b"results"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["candidates_scored", b"candidates_scored", "collection", b"collection", "index", b"index", "model", b"model", "reranked", b"reranked", "results", b"results"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -205,16 +241,20 @@ class DeleteImagesRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     IDS_FIELD_NUMBER: _builtins.int
+    COLLECTION_FIELD_NUMBER: _builtins.int
+    collection: _builtins.str
+    """empty: the default collection"""
     @_builtins.property
     def ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     def __init__(
         self,
         *,
         ids: _abc.Iterable[_builtins.str] | None = ...,
+        collection: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["ids", b"ids"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["collection", b"collection", "ids", b"ids"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -243,12 +283,17 @@ Global___DeleteImagesResponse: _TypeAlias = DeleteImagesResponse  # noqa: Y015
 class GetStatsRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
+    COLLECTION_FIELD_NUMBER: _builtins.int
+    collection: _builtins.str
+    """empty: the default collection"""
     def __init__(
         self,
+        *,
+        collection: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["collection", b"collection"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

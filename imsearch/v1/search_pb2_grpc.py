@@ -36,6 +36,26 @@ class SearchServiceStub:
         Args:
             channel: A grpc.Channel.
         """
+        self.CreateCollection = channel.unary_unary(
+                '/imsearch.v1.SearchService/CreateCollection',
+                request_serializer=imsearch_dot_v1_dot_search__pb2.CreateCollectionRequest.SerializeToString,
+                response_deserializer=imsearch_dot_v1_dot_index__pb2.CollectionInfo.FromString,
+                _registered_method=True)
+        self.ListCollections = channel.unary_unary(
+                '/imsearch.v1.SearchService/ListCollections',
+                request_serializer=imsearch_dot_v1_dot_index__pb2.ListCollectionsRequest.SerializeToString,
+                response_deserializer=imsearch_dot_v1_dot_index__pb2.ListCollectionsResponse.FromString,
+                _registered_method=True)
+        self.DescribeCollection = channel.unary_unary(
+                '/imsearch.v1.SearchService/DescribeCollection',
+                request_serializer=imsearch_dot_v1_dot_index__pb2.GetCollectionInfoRequest.SerializeToString,
+                response_deserializer=imsearch_dot_v1_dot_index__pb2.CollectionInfo.FromString,
+                _registered_method=True)
+        self.DropCollection = channel.unary_unary(
+                '/imsearch.v1.SearchService/DropCollection',
+                request_serializer=imsearch_dot_v1_dot_index__pb2.DropCollectionRequest.SerializeToString,
+                response_deserializer=imsearch_dot_v1_dot_index__pb2.DropCollectionResponse.FromString,
+                _registered_method=True)
         self.AddImage = channel.unary_unary(
                 '/imsearch.v1.SearchService/AddImage',
                 request_serializer=imsearch_dot_v1_dot_search__pb2.AddImageRequest.SerializeToString,
@@ -71,6 +91,34 @@ class SearchServiceStub:
 class SearchServiceServicer:
     """The public API, served by services/gateway: decode -> encode -> search -> rerank.
     """
+
+    def CreateCollection(self, request, context):
+        """Collections. Each is bound at creation to a model served by the encoder: adds and queries
+        are encoded with it. Calls that name no collection use the gateway's default one.
+        admin
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListCollections(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DescribeCollection(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DropCollection(self, request, context):
+        """admin
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
 
     def AddImage(self, request, context):
         """Missing associated documentation comment in .proto file."""
@@ -116,6 +164,26 @@ class SearchServiceServicer:
 
 def add_SearchServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
+            'CreateCollection': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateCollection,
+                    request_deserializer=imsearch_dot_v1_dot_search__pb2.CreateCollectionRequest.FromString,
+                    response_serializer=imsearch_dot_v1_dot_index__pb2.CollectionInfo.SerializeToString,
+            ),
+            'ListCollections': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListCollections,
+                    request_deserializer=imsearch_dot_v1_dot_index__pb2.ListCollectionsRequest.FromString,
+                    response_serializer=imsearch_dot_v1_dot_index__pb2.ListCollectionsResponse.SerializeToString,
+            ),
+            'DescribeCollection': grpc.unary_unary_rpc_method_handler(
+                    servicer.DescribeCollection,
+                    request_deserializer=imsearch_dot_v1_dot_index__pb2.GetCollectionInfoRequest.FromString,
+                    response_serializer=imsearch_dot_v1_dot_index__pb2.CollectionInfo.SerializeToString,
+            ),
+            'DropCollection': grpc.unary_unary_rpc_method_handler(
+                    servicer.DropCollection,
+                    request_deserializer=imsearch_dot_v1_dot_index__pb2.DropCollectionRequest.FromString,
+                    response_serializer=imsearch_dot_v1_dot_index__pb2.DropCollectionResponse.SerializeToString,
+            ),
             'AddImage': grpc.unary_unary_rpc_method_handler(
                     servicer.AddImage,
                     request_deserializer=imsearch_dot_v1_dot_search__pb2.AddImageRequest.FromString,
@@ -157,6 +225,114 @@ def add_SearchServiceServicer_to_server(servicer, server):
 class SearchService:
     """The public API, served by services/gateway: decode -> encode -> search -> rerank.
     """
+
+    @staticmethod
+    def CreateCollection(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/imsearch.v1.SearchService/CreateCollection',
+            imsearch_dot_v1_dot_search__pb2.CreateCollectionRequest.SerializeToString,
+            imsearch_dot_v1_dot_index__pb2.CollectionInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListCollections(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/imsearch.v1.SearchService/ListCollections',
+            imsearch_dot_v1_dot_index__pb2.ListCollectionsRequest.SerializeToString,
+            imsearch_dot_v1_dot_index__pb2.ListCollectionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DescribeCollection(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/imsearch.v1.SearchService/DescribeCollection',
+            imsearch_dot_v1_dot_index__pb2.GetCollectionInfoRequest.SerializeToString,
+            imsearch_dot_v1_dot_index__pb2.CollectionInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DropCollection(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/imsearch.v1.SearchService/DropCollection',
+            imsearch_dot_v1_dot_index__pb2.DropCollectionRequest.SerializeToString,
+            imsearch_dot_v1_dot_index__pb2.DropCollectionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
 
     @staticmethod
     def AddImage(request,

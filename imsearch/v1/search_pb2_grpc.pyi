@@ -34,6 +34,15 @@ class SearchServiceStub:
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> SearchServiceAsyncStub: ...
+    CreateCollection: _grpc.UnaryUnaryMultiCallable[_search_pb2.CreateCollectionRequest, _index_pb2.CollectionInfo]
+    """Collections. Each is bound at creation to a model served by the encoder: adds and queries
+    are encoded with it. Calls that name no collection use the gateway's default one.
+    admin
+    """
+    ListCollections: _grpc.UnaryUnaryMultiCallable[_index_pb2.ListCollectionsRequest, _index_pb2.ListCollectionsResponse]
+    DescribeCollection: _grpc.UnaryUnaryMultiCallable[_index_pb2.GetCollectionInfoRequest, _index_pb2.CollectionInfo]
+    DropCollection: _grpc.UnaryUnaryMultiCallable[_index_pb2.DropCollectionRequest, _index_pb2.DropCollectionResponse]
+    """admin"""
     AddImage: _grpc.UnaryUnaryMultiCallable[_search_pb2.AddImageRequest, _search_pb2.AddImageResponse]
     AddImages: _grpc.StreamUnaryMultiCallable[_search_pb2.AddImageRequest, _search_pb2.AddImagesResponse]
     """Bulk add: one response at the end with the count. The stream fails on the first bad item
@@ -52,6 +61,15 @@ class SearchServiceAsyncStub(SearchServiceStub):
     """The public API, served by services/gateway: decode -> encode -> search -> rerank."""
 
     def __init__(self, channel: _aio.Channel) -> None: ...
+    CreateCollection: _aio.UnaryUnaryMultiCallable[_search_pb2.CreateCollectionRequest, _index_pb2.CollectionInfo]  # type: ignore[assignment]
+    """Collections. Each is bound at creation to a model served by the encoder: adds and queries
+    are encoded with it. Calls that name no collection use the gateway's default one.
+    admin
+    """
+    ListCollections: _aio.UnaryUnaryMultiCallable[_index_pb2.ListCollectionsRequest, _index_pb2.ListCollectionsResponse]  # type: ignore[assignment]
+    DescribeCollection: _aio.UnaryUnaryMultiCallable[_index_pb2.GetCollectionInfoRequest, _index_pb2.CollectionInfo]  # type: ignore[assignment]
+    DropCollection: _aio.UnaryUnaryMultiCallable[_index_pb2.DropCollectionRequest, _index_pb2.DropCollectionResponse]  # type: ignore[assignment]
+    """admin"""
     AddImage: _aio.UnaryUnaryMultiCallable[_search_pb2.AddImageRequest, _search_pb2.AddImageResponse]  # type: ignore[assignment]
     AddImages: _aio.StreamUnaryMultiCallable[_search_pb2.AddImageRequest, _search_pb2.AddImagesResponse]  # type: ignore[assignment]
     """Bulk add: one response at the end with the count. The stream fails on the first bad item
@@ -67,6 +85,39 @@ class SearchServiceAsyncStub(SearchServiceStub):
 
 class SearchServiceServicer(metaclass=_abc_1.ABCMeta):
     """The public API, served by services/gateway: decode -> encode -> search -> rerank."""
+
+    @_abc_1.abstractmethod
+    def CreateCollection(
+        self,
+        request: _search_pb2.CreateCollectionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_index_pb2.CollectionInfo, _abc.Awaitable[_index_pb2.CollectionInfo]]:
+        """Collections. Each is bound at creation to a model served by the encoder: adds and queries
+        are encoded with it. Calls that name no collection use the gateway's default one.
+        admin
+        """
+
+    @_abc_1.abstractmethod
+    def ListCollections(
+        self,
+        request: _index_pb2.ListCollectionsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_index_pb2.ListCollectionsResponse, _abc.Awaitable[_index_pb2.ListCollectionsResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def DescribeCollection(
+        self,
+        request: _index_pb2.GetCollectionInfoRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_index_pb2.CollectionInfo, _abc.Awaitable[_index_pb2.CollectionInfo]]: ...
+
+    @_abc_1.abstractmethod
+    def DropCollection(
+        self,
+        request: _index_pb2.DropCollectionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_index_pb2.DropCollectionResponse, _abc.Awaitable[_index_pb2.DropCollectionResponse]]:
+        """admin"""
 
     @_abc_1.abstractmethod
     def AddImage(

@@ -17,6 +17,8 @@ GatewayApp = ServiceApp[SearchPipeline]
 METHOD_ROLES = {
     "Search": Role.SEARCH,
     "GetStats": Role.SEARCH,
+    "ListCollections": Role.SEARCH,
+    "DescribeCollection": Role.SEARCH,
     "AddImage": Role.WRITE,
     "AddImages": Role.WRITE,
     "DeleteImages": Role.WRITE,

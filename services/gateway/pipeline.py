@@ -3,8 +3,9 @@
 import itertools
 import logging
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import grpc
 import numpy as np
@@ -12,11 +13,18 @@ from google.protobuf import struct_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from imsearch.core.deadline import current_deadline
-from imsearch.core.errors import ImsearchError, InvalidArgument, ResourceExhausted
+from imsearch.core.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    ImsearchError,
+    InvalidArgument,
+    ResourceExhausted,
+)
 from imsearch.core.index_kind import IndexKind
 from imsearch.core.metrics import ServiceMetrics
 from imsearch.core.validation import MAX_TOP_K, validate_id, validate_ids, validate_name, validate_top_k
 from imsearch.v1 import encoder_pb2, encoder_pb2_grpc, index_pb2, index_pb2_grpc, search_pb2
+from services.gateway.collections import Binding, CollectionBindings
 from services.gateway.settings import GatewaySettings
 
 log = logging.getLogger(__name__)
@@ -56,6 +64,7 @@ class SearchResult:
     hits: list[RankedHit]
     reranked: bool
     candidates_scored: int
+    binding: Binding  # the collection searched and its model
 
 
 def rerank(query: np.ndarray, hits: Sequence[index_pb2.Hit], top_k: int) -> list[RankedHit]:
@@ -67,6 +76,15 @@ def rerank(query: np.ndarray, hits: Sequence[index_pb2.Hit], top_k: int) -> list
     scores = (matrix @ query) / (norms * max(float(np.linalg.norm(query)), 1e-12))
     order = np.argsort(-scores, kind="stable")[:top_k]
     return [RankedHit(hits[i].id, float(scores[i]), hits[i].metadata) for i in order]
+
+
+T = TypeVar("T")
+# What the index answers when this gateway's binding of a collection is stale.
+_STALE_BINDING = frozenset({grpc.StatusCode.NOT_FOUND, grpc.StatusCode.FAILED_PRECONDITION})
+
+
+def status_of(exc: grpc.RpcError | ImsearchError) -> grpc.StatusCode:
+    return exc.code if isinstance(exc, ImsearchError) else exc.code()
 
 
 class SearchPipeline:
@@ -86,16 +104,11 @@ class SearchPipeline:
         self._metrics = metrics
         self._timeout = settings.rpc_timeout_s
         models = self._encoder.ListModels(encoder_pb2.ListModelsRequest(), timeout=self._timeout).models
-        wanted = settings.model or next((m.name for m in models if m.is_default), "")
-        model = next((m for m in models if m.name == wanted), None)
-        if model is None:
-            raise ValueError(f"encoder does not serve model {wanted!r}")
-        self.model, self.dim = model.name, model.dim
-        self.collection = validate_name("collection", settings.collection or model.name)
-        self._index.EnsureCollection(
-            index_pb2.EnsureCollectionRequest(collection=self.collection, dim=self.dim),
-            timeout=self._timeout,
+        model = settings.model or next((m.name for m in models if m.is_default), "")
+        self.collections = CollectionBindings(
+            self._encoder, self._index, model, settings.collection or model, self._hop_timeout
         )
+        self.collections.resolve("")  # the default collection exists from the start
 
     def _hop_timeout(self, before: str, cap: float | None = None) -> float:
         """The caller's time left for the next downstream call (at most rpc_timeout_s); raises
@@ -104,12 +117,32 @@ class SearchPipeline:
         deadline.check(before)
         return deadline.hop_timeout(cap or self._timeout)
 
-    def encode(self, images: list[bytes]) -> np.ndarray:
+    def _bound(self, collection: str, action: Callable[[Binding], T]) -> T:
+        """Runs `action` with the collection's binding; if the index refuses it as stale (the
+        collection dropped, or made again with another model), once more with a fresh one."""
+        binding = self.collections.resolve(collection)
+        try:
+            return action(binding)
+        except grpc.RpcError as exc:
+            if exc.code() not in _STALE_BINDING:
+                raise
+            self.collections.forget(binding.collection)
+            fresh = self.collections.resolve(collection)  # NOT_FOUND if it is gone
+            if fresh == binding:
+                raise
+            return action(fresh)
+
+    def encode(self, images: list[bytes], model: str) -> np.ndarray:
         with self._metrics.stage("encode"):
-            response = self._encoder.Encode(
-                encoder_pb2.EncodeRequest(model=self.model, images=images),
-                timeout=self._hop_timeout("encoding"),
-            )
+            try:
+                response = self._encoder.Encode(
+                    encoder_pb2.EncodeRequest(model=model, images=images),
+                    timeout=self._hop_timeout("encoding"),
+                )
+            except grpc.RpcError as exc:
+                if exc.code() == grpc.StatusCode.NOT_FOUND:  # the encoder no longer serves it
+                    raise FailedPrecondition(exc.details() or f"model {model!r} is not served") from None
+                raise
         return np.asarray([e.values for e in response.embeddings], dtype=np.float32)
 
     def _check_item(self, item: search_pb2.AddImageRequest) -> None:
@@ -119,31 +152,39 @@ class SearchPipeline:
                 f"image is {len(item.image)} bytes, over the {self._settings.max_image_bytes}-byte limit"
             )
 
-    def add(self, items: Sequence[search_pb2.AddImageRequest]) -> int:
+    def add(self, items: Sequence[search_pb2.AddImageRequest], collection: str = "") -> int:
         for item in items:
             self._check_item(item)
-        vectors = self.encode([item.image for item in items])
-        points = [
-            index_pb2.Point(id=item.id, vector=vector.tolist(), metadata=item.metadata)
-            for item, vector in zip(items, vectors, strict=True)
-        ]
-        with self._metrics.stage("index_upsert"):
-            response = self._index.Upsert(
-                index_pb2.UpsertRequest(collection=self.collection, points=points),
-                timeout=self._hop_timeout("storing"),
-            )
-        return int(response.upserted)
+
+        def store(binding: Binding) -> int:
+            vectors = self.encode([item.image for item in items], binding.model)
+            points = [
+                index_pb2.Point(id=item.id, vector=vector.tolist(), metadata=item.metadata)
+                for item, vector in zip(items, vectors, strict=True)
+            ]
+            with self._metrics.stage("index_upsert"):
+                response = self._index.Upsert(
+                    index_pb2.UpsertRequest(
+                        collection=binding.collection, points=points, model=binding.model
+                    ),
+                    timeout=self._hop_timeout("storing"),
+                )
+            return int(response.upserted)
+
+        return self._bound(collection, store)
 
     def add_stream(self, requests: Iterable[search_pb2.AddImageRequest]) -> int:
         """Adds a stream in batches (at most `add_batch` items and `add_batch_bytes` of images).
 
         The contract: on the first bad item the stream fails with BulkAddFailed, every item
         before it stored and none after; its message names the item by stream position and id.
+        Every item goes to the collection the first one names.
         """
         stored = 0
         seen: set[str] = set()
         batch: list[search_pb2.AddImageRequest] = []
         batch_bytes = 0
+        collection: str | None = None
         items = iter(requests)
         for position in itertools.count():
             item_id = ""
@@ -152,37 +193,47 @@ class SearchPipeline:
                 if item is None:
                     break
                 item_id = item.id
+                if collection is None:
+                    collection = item.collection
+                    self.collections.resolve(collection)  # an unknown one fails at item 0
+                elif item.collection != collection:
+                    raise InvalidArgument(
+                        f"collection {item.collection!r} differs from the stream's {collection!r}; "
+                        "one stream adds to one collection"
+                    )
                 self._check_item(item)
                 if item.id in seen:
                     raise InvalidArgument(f"id {item.id!r} appears twice in the stream")
-            except ImsearchError as exc:
-                stored += self._add_batch(batch, stored)  # the good items before it stay
+            except (ImsearchError, grpc.RpcError) as exc:
+                stored += self._add_batch(batch, stored, collection or "")  # the good items before it stay
                 raise BulkAddFailed(exc, position, item_id) from None
             seen.add(item.id)
             if batch and (
                 len(batch) == self._settings.add_batch
                 or batch_bytes + len(item.image) > self._settings.add_batch_bytes
             ):
-                stored += self._add_batch(batch, stored)
+                stored += self._add_batch(batch, stored, collection)
                 batch, batch_bytes = [], 0
             batch.append(item)
             batch_bytes += len(item.image)
-        return stored + self._add_batch(batch, stored)
+        return stored + self._add_batch(batch, stored, collection or "")
 
-    def _add_batch(self, batch: list[search_pb2.AddImageRequest], first_position: int) -> int:
+    def _add_batch(
+        self, batch: list[search_pb2.AddImageRequest], first_position: int, collection: str
+    ) -> int:
         """Adds a batch whose first item is the stream's `first_position`th. If one item of it
         is bad (INVALID_ARGUMENT), the items before that one are added singly, then it fails."""
         if not batch:
             return 0
         try:
-            return self.add(batch)
-        except grpc.RpcError as exc:
-            if exc.code() != grpc.StatusCode.INVALID_ARGUMENT or len(batch) == 1:
+            return self.add(batch, collection)
+        except (grpc.RpcError, ImsearchError) as exc:
+            if status_of(exc) != grpc.StatusCode.INVALID_ARGUMENT or len(batch) == 1:
                 raise BulkAddFailed(exc, first_position, batch[0].id) from None
         for offset, item in enumerate(batch):  # find the bad one
             try:
-                self.add([item])
-            except grpc.RpcError as exc:
+                self.add([item], collection)
+            except (grpc.RpcError, ImsearchError) as exc:
                 raise BulkAddFailed(exc, first_position + offset, item.id) from None
         return len(batch)  # none failed alone (the batch's error was not about one item)
 
@@ -193,6 +244,7 @@ class SearchPipeline:
         index: IndexKind,
         metadata_filter: struct_pb2.Struct,
         rerank_mode: int,
+        collection: str = "",
     ) -> SearchResult:
         top_k = top_k or DEFAULT_TOP_K
         validate_top_k(top_k)
@@ -201,47 +253,84 @@ class SearchPipeline:
         do_rerank = rerank_mode == search_pb2.RERANK_ON or (
             rerank_mode == search_pb2.RERANK_DEFAULT and index is IndexKind.LSH
         )
-        query = self.encode([image])[0]
         fetch = min(MAX_TOP_K, top_k * self._settings.rerank_factor) if do_rerank else top_k
-        with self._metrics.stage("index_search"):
-            response = self._index.Search(
-                index_pb2.SearchVectorRequest(
-                    collection=self.collection,
-                    vector=query.tolist(),
-                    top_k=fetch,
-                    index=index.to_proto(),
-                    filter=metadata_filter,
-                    with_vectors=do_rerank,
-                ),
-                timeout=self._hop_timeout("searching"),
-            )
-        if do_rerank:
-            with self._metrics.stage("rerank"):
-                hits = rerank(query, response.hits, top_k)
-        else:
-            hits = [RankedHit(h.id, h.score, h.metadata) for h in response.hits]
-        return SearchResult(hits, do_rerank, int(response.candidates_scored))
 
-    def delete(self, ids: Sequence[str]) -> int:
+        def run(binding: Binding) -> SearchResult:
+            query = self.encode([image], binding.model)[0]
+            with self._metrics.stage("index_search"):
+                response = self._index.Search(
+                    index_pb2.SearchVectorRequest(
+                        collection=binding.collection,
+                        vector=query.tolist(),
+                        top_k=fetch,
+                        index=index.to_proto(),
+                        filter=metadata_filter,
+                        with_vectors=do_rerank,
+                        model=binding.model,
+                    ),
+                    timeout=self._hop_timeout("searching"),
+                )
+            if do_rerank:
+                with self._metrics.stage("rerank"):
+                    hits = rerank(query, response.hits, top_k)
+            else:
+                hits = [RankedHit(h.id, h.score, h.metadata) for h in response.hits]
+            return SearchResult(hits, do_rerank, int(response.candidates_scored), binding)
+
+        return self._bound(collection, run)
+
+    def delete(self, ids: Sequence[str], collection: str = "") -> int:
         validate_ids(ids)
+        binding = self.collections.resolve(collection)
         response = self._index.Delete(
-            index_pb2.DeleteRequest(collection=self.collection, ids=ids),
+            index_pb2.DeleteRequest(collection=binding.collection, ids=ids),
             timeout=self._hop_timeout("deleting"),
         )
         return int(response.deleted)
 
-    def stats(self) -> index_pb2.CollectionInfo:
-        return self._index.GetCollectionInfo(
-            index_pb2.GetCollectionInfoRequest(collection=self.collection),
-            timeout=self._hop_timeout("reading stats"),
-        )
+    def stats(self, collection: str = "") -> tuple[Binding, index_pb2.CollectionInfo]:
+        binding = self.collections.resolve(collection)
+        return binding, self.collections.describe(binding.collection)
 
-    def verify(self, repair: bool) -> index_pb2.VerifyResponse:
+    def verify(self, repair: bool, collection: str = "") -> index_pb2.VerifyResponse:
         response: index_pb2.VerifyResponse = self._index.Verify(
-            index_pb2.VerifyRequest(collection=self.collection, repair=repair),
+            index_pb2.VerifyRequest(
+                collection=self.collections.resolve(collection).collection, repair=repair
+            ),
             timeout=self._hop_timeout("verifying", cap=3600.0),  # reads every point: may be long
         )
         return response
+
+    # -- collections ------------------------------------------------------------------------
+
+    def create_collection(self, collection: str, model: str) -> index_pb2.CollectionInfo:
+        validate_name("collection", collection)
+        try:
+            self.collections.describe(collection)
+        except grpc.RpcError as exc:
+            if exc.code() != grpc.StatusCode.NOT_FOUND:
+                raise
+        else:
+            raise AlreadyExists(f"collection {collection!r} exists; drop it first to make it anew")
+        return self.collections.create(collection, model)
+
+    def list_collections(self) -> list[index_pb2.CollectionInfo]:
+        response = self._index.ListCollections(
+            index_pb2.ListCollectionsRequest(), timeout=self._hop_timeout("listing collections")
+        )
+        default = self.collections.default_collection
+        for info in response.collections:
+            if info.collection == default and not info.model:
+                info.model = self.collections.default_model
+        return list(response.collections)
+
+    def drop_collection(self, collection: str) -> bool:
+        validate_name("collection", collection)
+        response = self._index.DropCollection(
+            index_pb2.DropCollectionRequest(collection=collection), timeout=self._hop_timeout("dropping")
+        )
+        self.collections.forget(collection)
+        return bool(response.dropped)
 
     def health_problem(self) -> str | None:
         """SERVING only while the encoder and the index both say SERVING."""

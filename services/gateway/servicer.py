@@ -13,10 +13,30 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
     def __init__(self, pipeline: SearchPipeline) -> None:
         self._pipeline = pipeline
 
+    def CreateCollection(
+        self, request: search_pb2.CreateCollectionRequest, context: grpc.ServicerContext
+    ) -> index_pb2.CollectionInfo:
+        return self._pipeline.create_collection(request.collection, request.model)
+
+    def ListCollections(
+        self, request: index_pb2.ListCollectionsRequest, context: grpc.ServicerContext
+    ) -> index_pb2.ListCollectionsResponse:
+        return index_pb2.ListCollectionsResponse(collections=self._pipeline.list_collections())
+
+    def DescribeCollection(
+        self, request: index_pb2.GetCollectionInfoRequest, context: grpc.ServicerContext
+    ) -> index_pb2.CollectionInfo:
+        return self._pipeline.collections.describe(request.collection)
+
+    def DropCollection(
+        self, request: index_pb2.DropCollectionRequest, context: grpc.ServicerContext
+    ) -> index_pb2.DropCollectionResponse:
+        return index_pb2.DropCollectionResponse(dropped=self._pipeline.drop_collection(request.collection))
+
     def AddImage(
         self, request: search_pb2.AddImageRequest, context: grpc.ServicerContext
     ) -> search_pb2.AddImageResponse:
-        self._pipeline.add([request])
+        self._pipeline.add([request], request.collection)
         return search_pb2.AddImageResponse(id=request.id)
 
     def AddImages(
@@ -28,12 +48,15 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
         self, request: search_pb2.SearchRequest, context: grpc.ServicerContext
     ) -> search_pb2.SearchResponse:
         index = IndexKind.from_proto(request.index)
-        result = self._pipeline.search(request.image, request.top_k, index, request.filter, request.rerank)
+        result = self._pipeline.search(
+            request.image, request.top_k, index, request.filter, request.rerank, request.collection
+        )
         return search_pb2.SearchResponse(
             results=[
                 search_pb2.SearchResult(id=h.id, score=h.score, metadata=h.metadata) for h in result.hits
             ],
-            model=self._pipeline.model,
+            model=result.binding.model,
+            collection=result.binding.collection,
             index=index.to_proto(),  # the index actually used (the default resolved)
             reranked=result.reranked,
             candidates_scored=result.candidates_scored,
@@ -42,16 +65,17 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
     def DeleteImages(
         self, request: search_pb2.DeleteImagesRequest, context: grpc.ServicerContext
     ) -> search_pb2.DeleteImagesResponse:
-        return search_pb2.DeleteImagesResponse(deleted=self._pipeline.delete(list(request.ids)))
+        return search_pb2.DeleteImagesResponse(
+            deleted=self._pipeline.delete(list(request.ids), request.collection)
+        )
 
     def GetStats(
         self, request: search_pb2.GetStatsRequest, context: grpc.ServicerContext
     ) -> search_pb2.Stats:
-        return search_pb2.Stats(
-            model=self._pipeline.model, dim=self._pipeline.dim, collection=self._pipeline.stats()
-        )
+        binding, info = self._pipeline.stats(request.collection)
+        return search_pb2.Stats(model=binding.model, dim=binding.dim, collection=info)
 
     def VerifyIndex(
         self, request: index_pb2.VerifyRequest, context: grpc.ServicerContext
     ) -> index_pb2.VerifyResponse:
-        return self._pipeline.verify(request.repair)
+        return self._pipeline.verify(request.repair, request.collection)

@@ -1,12 +1,11 @@
 """Wires the index service: the stores under one engine, behind its servicer."""
 
-import redis
-
 from imsearch.core.app import ServiceApp, start_service
 from imsearch.core.metrics import ServiceMetrics
 from imsearch.v1 import index_pb2, index_pb2_grpc
 from services.index.disk_guard import MB, DiskGuard
 from services.index.engine import IndexEngine
+from services.index.redis_connection import connect_redis
 from services.index.servicer import IndexServicer
 from services.index.settings import IndexSettings
 from services.index.stores.base import VectorStore
@@ -43,8 +42,7 @@ def build_engine(settings: IndexSettings, metrics: ServiceMetrics) -> IndexEngin
         rescore=settings.lsh_rescore,
         full_scan_threshold=settings.lsh_full_scan_threshold,
     )
-    client = redis.Redis.from_url(settings.redis_url, socket_timeout=10, socket_connect_timeout=5)
-    lsh = RedisLshStore(client, params, settings.redis_prefix)
+    lsh = RedisLshStore(connect_redis(settings), params, settings.redis_prefix)
     # The embedded shard and Redis live under data_dir; a Qdrant server minds its own disk.
     guard = None if settings.qdrant_url else DiskGuard(settings.data_dir, settings.min_free_disk_mb * MB)
     return IndexEngine(build_vector_store(settings), lsh, metrics, settings.optimize_min_points, guard)

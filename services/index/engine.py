@@ -11,6 +11,7 @@ marked for repair and reconciled in full. Every point carries a digest in both s
 reading vectors; `verify` also compares the content itself.
 """
 
+import contextlib
 import logging
 import threading
 from collections.abc import Callable, Sequence
@@ -27,7 +28,13 @@ from imsearch.core.metrics import ServiceMetrics
 from imsearch.core.validation import validate_id, validate_ids, validate_name, validate_top_k
 from services.index.disk_guard import DiskGuard
 from services.index.point_digest import digest_of, point_digest
-from services.index.stores.base import MetadataFilter, ScoredPoint, StoredPoint, VectorStore
+from services.index.stores.base import (
+    CollectionSpec,
+    MetadataFilter,
+    ScoredPoint,
+    StoredPoint,
+    VectorStore,
+)
 from services.index.stores.redis_lsh import RedisLshStore
 
 log = logging.getLogger(__name__)
@@ -41,6 +48,7 @@ VectorLike = Sequence[float] | np.ndarray
 @dataclass
 class CollectionStats:
     dim: int
+    model: str
     points: int
     lsh_points: int
     hnsw_built: bool
@@ -105,10 +113,10 @@ class IndexEngine:
         self._optimized_at: dict[str, int] = {}
         self._optimizing: set[str] = set()
         self._optimizer_threads: list[threading.Thread] = []
-        # Dimensions are fixed per collection: read once here (a server round trip per
-        # collection), then kept, so searches never ask the store again.
-        self._dims: dict[str, int] = self._vectors.collections()
-        for name in self._dims:
+        # A collection's dimension and model are fixed at creation: read once here (a server
+        # round trip per collection), then kept, so searches never ask the store again.
+        self._specs: dict[str, CollectionSpec] = self._vectors.collections()
+        for name in self._specs:
             self._with_redis(partial(self.reconcile, name))
 
     # -- helpers ----------------------------------------------------------------------------
@@ -120,11 +128,22 @@ class IndexEngine:
         except redis.exceptions.RedisError as exc:
             raise Unavailable(f"LSH store (Redis) unavailable: {exc}") from None
 
-    def _dim(self, collection: str) -> int:
-        dim = self._dims.get(collection)
-        if dim is None:
+    def spec(self, collection: str) -> CollectionSpec:
+        spec = self._specs.get(collection)
+        if spec is None:
             raise NotFound(f"collection {collection!r} does not exist")
-        return dim
+        return spec
+
+    def _dim(self, collection: str) -> int:
+        return self.spec(collection).dim
+
+    def check_model(self, collection: str, model: str) -> None:
+        """Refuses vectors of `model` for a collection bound to another ("" checks nothing)."""
+        bound = self.spec(collection).model
+        if model and bound and model != bound:
+            raise FailedPrecondition(
+                f"collection {collection!r} holds embeddings of model {bound!r}, not {model!r}"
+            )
 
     def _check_vector(self, collection: str, values: VectorLike, what: str) -> np.ndarray:
         dim = self._dim(collection)
@@ -144,25 +163,65 @@ class IndexEngine:
 
     # -- collections ------------------------------------------------------------------------
 
-    def ensure_collection(self, collection: str, dim: int) -> None:
+    def ensure_collection(self, collection: str, dim: int, model: str = "") -> bool:
+        """Creates the collection unless it exists with this dimension (and model, if both
+        name one); returns whether it was created."""
         validate_name("collection", collection)
+        if model:
+            validate_name("model", model)
         if not 1 <= dim <= MAX_DIM:
             raise InvalidArgument(f"dim must be between 1 and {MAX_DIM}, got {dim}")
-        existing = self._dims.get(collection)
-        if existing is not None and existing != dim:
-            raise FailedPrecondition(f"collection {collection!r} exists with dimension {existing}, not {dim}")
-        self._check_disk("creating a collection")
         with self._write_lock:
+            existing = self._specs.get(collection)
+            if existing is not None:
+                if existing.dim != dim:
+                    raise FailedPrecondition(
+                        f"collection {collection!r} exists with dimension {existing.dim}, not {dim}"
+                    )
+                self.check_model(collection, model)
+                return False
+            self._check_disk("creating a collection")
+            spec = CollectionSpec(dim, model)
             self._with_redis(lambda: self._lsh.ensure_collection(collection, dim))
-            self._vectors.create_collection(collection, dim)
-            self._dims[collection] = dim
+            self._vectors.create_collection(collection, spec)
+            self._specs[collection] = spec
+            return True
+
+    def list_collections(self) -> list[str]:
+        return sorted(self._specs)
+
+    def drop_collection(self, collection: str) -> bool:
+        """Removes the collection from both stores: the LSH store first, so a crash in between
+        leaves a Qdrant collection that start-up reconciles whole, never LSH keys of nothing."""
+        validate_name("collection", collection)
+        self.wait_for_optimize()  # no HNSW build runs on a shard being removed
+        with self._write_lock:
+            if collection not in self._specs:
+                return False
+            self._with_redis(lambda: self._lsh.drop_collection(collection))
+            del self._specs[collection]
+            self._vectors.drop_collection(collection)
+            with self._doubt_lock:
+                self._in_doubt.pop(collection, None)
+            self._needs_repair.discard(collection)
+            self._optimized_at.pop(collection, None)
+            for store in ("qdrant", IndexKind.LSH):
+                with contextlib.suppress(KeyError):  # never recorded
+                    self._metrics.index_points.remove(collection, store)
+            return True
 
     def info(self, collection: str) -> CollectionStats:
         dim = self._dim(collection)
         points, lsh_points = self._record_sizes(collection)
         params = self._with_redis(lambda: self._lsh.params(collection))
         return CollectionStats(
-            dim, points, lsh_points, self._vectors.hnsw_built(collection), params.tables, params.bits
+            dim,
+            self.spec(collection).model,
+            points,
+            lsh_points,
+            self._vectors.hnsw_built(collection),
+            params.tables,
+            params.bits,
         )
 
     def _record_sizes(self, collection: str) -> tuple[int, int]:

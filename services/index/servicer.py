@@ -22,6 +22,7 @@ class IndexServicer(index_pb2_grpc.IndexServiceServicer):
         info = self._engine.info(collection)
         return index_pb2.CollectionInfo(
             collection=collection,
+            model=info.model,
             dim=info.dim,
             points=info.points,
             lsh_points=info.lsh_points,
@@ -34,14 +35,29 @@ class IndexServicer(index_pb2_grpc.IndexServiceServicer):
         self, request: index_pb2.EnsureCollectionRequest, context: grpc.ServicerContext
     ) -> index_pb2.CollectionInfo:
         collection = require_collection(request.collection)
-        self._engine.ensure_collection(collection, request.dim)
+        self._engine.ensure_collection(collection, request.dim, request.model)
         return self._info(collection)
+
+    def ListCollections(
+        self, request: index_pb2.ListCollectionsRequest, context: grpc.ServicerContext
+    ) -> index_pb2.ListCollectionsResponse:
+        return index_pb2.ListCollectionsResponse(
+            collections=[self._info(name) for name in self._engine.list_collections()]
+        )
+
+    def DropCollection(
+        self, request: index_pb2.DropCollectionRequest, context: grpc.ServicerContext
+    ) -> index_pb2.DropCollectionResponse:
+        dropped = self._engine.drop_collection(require_collection(request.collection))
+        return index_pb2.DropCollectionResponse(dropped=dropped)
 
     def Upsert(
         self, request: index_pb2.UpsertRequest, context: grpc.ServicerContext
     ) -> index_pb2.UpsertResponse:
+        collection = require_collection(request.collection)
+        self._engine.check_model(collection, request.model)
         items = [(p.id, np.asarray(p.vector, dtype=np.float32), to_dict(p.metadata)) for p in request.points]
-        upserted = self._engine.upsert(require_collection(request.collection), items)
+        upserted = self._engine.upsert(collection, items)
         return index_pb2.UpsertResponse(upserted=upserted)
 
     def Delete(
@@ -53,8 +69,10 @@ class IndexServicer(index_pb2_grpc.IndexServiceServicer):
     def Search(
         self, request: index_pb2.SearchVectorRequest, context: grpc.ServicerContext
     ) -> index_pb2.SearchVectorResponse:
+        collection = require_collection(request.collection)
+        self._engine.check_model(collection, request.model)
         outcome = self._engine.search(
-            require_collection(request.collection),
+            collection,
             request.vector,
             request.top_k,
             IndexKind.from_proto(request.index),

@@ -1,8 +1,9 @@
 """Index settings: environment (IMSEARCH_INDEX_*) and defaults."""
 
 from pathlib import Path
+from typing import Self
 
-from pydantic import SecretStr
+from pydantic import SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from imsearch.core.service_settings import ServiceSettings
@@ -17,7 +18,10 @@ class IndexSettings(ServiceSettings):
     min_free_disk_mb: int = 256  # writes are refused (RESOURCE_EXHAUSTED) below this much free space
     qdrant_url: str | None = None  # set to use a Qdrant server instead of the embedded engine
     qdrant_api_key: SecretStr | None = None  # sent only over https; never logged
-    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_url: str = "redis://127.0.0.1:6379/0"  # rediss://... for TLS
+    redis_tls_ca: Path | None = None  # CA that signed Redis's certificate (default: the system's)
+    redis_tls_cert: Path | None = None  # client certificate and key, for Redis's tls-auth-clients
+    redis_tls_key: Path | None = None
     redis_prefix: str = "imsearch:lsh"
     hnsw_m: int = 16
     hnsw_ef_construct: int = 128
@@ -29,3 +33,12 @@ class IndexSettings(ServiceSettings):
     lsh_probes: int = 8
     lsh_rescore: int = 200
     lsh_full_scan_threshold: int = 1000
+
+    @model_validator(mode="after")
+    def _tls_needs_rediss(self) -> Self:
+        tls_files = (self.redis_tls_ca, self.redis_tls_cert, self.redis_tls_key)
+        if any(tls_files) and not self.redis_url.startswith("rediss://"):
+            raise ValueError("redis_tls_ca/cert/key need a rediss:// redis_url (TLS), not plain redis://")
+        if (self.redis_tls_cert is None) != (self.redis_tls_key is None):
+            raise ValueError("redis_tls_cert and redis_tls_key go together")
+        return self

@@ -86,12 +86,24 @@ def test_serve_index_search_restart(served: tuple[Path, str], images: Path) -> N
         audit = suite.run("verify")
         assert audit.returncode == 0, audit.stdout + audit.stderr
         assert "9 points in Qdrant, 9 in the LSH store: 0 missing from LSH, 0 only in LSH" in audit.stdout
+        made = suite.run("collections", "create", "colours", "--model", "color_histogram")
+        assert "created colours: model color_histogram" in made.stdout, made.stderr
+        assert "added 4 images" in suite.run("index", str(images / "red"), "--collection", "colours").stdout
     finally:
         suite.stop()
     restarted = Served(data_dir, gateway)  # same data dir: Qdrant shard and Redis AOF come back
     try:
         again = restarted.run("search", str(images / "blue" / "11.jpg"), "--index", "lsh", "--json")
         assert json.loads(again.stdout)["results"][0]["id"] == "images/blue/11.jpg"
+        listed = restarted.run("collections", "list").stdout.splitlines()
+        assert [line.split(":")[0] for line in listed] == ["colours", "efficientnet_lite0"]
+        assert "model color_histogram" in listed[0] and "4 points (4 in LSH)" in listed[0]
+        red = restarted.run("search", str(images / "red" / "2.jpg"), "--collection", "colours", "--json")
+        answer = json.loads(red.stdout)
+        assert (answer["model"], answer["results"][0]["id"]) == ("color_histogram", "red/2.jpg")
+        assert "dropped colours" in restarted.run("collections", "drop", "colours").stdout
+        missing = restarted.run("collections", "describe", "colours")
+        assert missing.returncode == 1 and "NOT_FOUND" in missing.stderr
     finally:
         restarted.stop()
 

@@ -75,8 +75,30 @@ GATEWAY_CALLS: dict[str, tuple[str, Callable[[search_pb2_grpc.SearchServiceStub]
         "write",
         lambda s: s.DeleteImages(search_pb2.DeleteImagesRequest(ids=["s9"]), timeout=30),
     ),
+    "ListCollections": (
+        "search",
+        lambda s: s.ListCollections(index_pb2.ListCollectionsRequest(), timeout=30),
+    ),
+    "DescribeCollection": (
+        "search",
+        lambda s: s.DescribeCollection(index_pb2.GetCollectionInfoRequest(), timeout=30),
+    ),
+    "CreateCollection": (
+        "admin",
+        lambda s: s.CreateCollection(search_pb2.CreateCollectionRequest(collection="made"), timeout=30),
+    ),
+    "DropCollection": (
+        "admin",
+        lambda s: s.DropCollection(index_pb2.DropCollectionRequest(collection="never-made"), timeout=30),
+    ),
+    "VerifyIndex": ("admin", lambda s: s.VerifyIndex(index_pb2.VerifyRequest(), timeout=60)),
 }
 RANK = {"search": 1, "write": 2, "admin": 3}
+
+
+def test_every_gateway_call_is_tried() -> None:
+    methods = search_pb2.DESCRIPTOR.services_by_name["SearchService"].methods_by_name
+    assert set(GATEWAY_CALLS) == set(methods)
 
 
 @pytest.mark.parametrize("role", ["search", "write", "admin"])

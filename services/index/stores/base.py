@@ -10,6 +10,14 @@ import numpy as np
 MetadataFilter = Mapping[str, str | int | bool]
 
 
+@dataclass(frozen=True)
+class CollectionSpec:
+    dim: int
+    # The model whose embeddings the collection holds: the gateway encodes adds and queries
+    # with it. "" for a collection made before collections were bound to models.
+    model: str = ""
+
+
 @dataclass
 class StoredPoint:
     id: str
@@ -29,11 +37,15 @@ class ScoredPoint:
 
 
 class VectorStore(Protocol):
-    def collections(self) -> dict[str, int]:
-        """Existing collections and their dimension."""
+    def collections(self) -> dict[str, CollectionSpec]:
+        """Existing collections and what they were created with."""
         ...
 
-    def create_collection(self, name: str, dim: int) -> None: ...
+    def create_collection(self, name: str, spec: CollectionSpec) -> None: ...
+
+    def drop_collection(self, name: str) -> bool:
+        """Removes the collection and every point in it; False if there was none."""
+        ...
 
     def upsert(self, collection: str, points: Sequence[StoredPoint]) -> None: ...
 

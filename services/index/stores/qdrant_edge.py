@@ -6,6 +6,8 @@ collection grows (see `services.index.engine`).
 
 import json
 import logging
+import os
+import shutil
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -15,7 +17,7 @@ import qdrant_edge as qe
 
 from imsearch.core.errors import FailedPrecondition, InvalidArgument, NotFound
 from imsearch.core.validation import is_valid_name, validate_name
-from services.index.stores.base import MetadataFilter, ScoredPoint, StoredPoint
+from services.index.stores.base import CollectionSpec, MetadataFilter, ScoredPoint, StoredPoint
 from services.index.stores.qdrant_payload import (
     MATCH_KEY,
     filter_tokens,
@@ -27,6 +29,10 @@ from services.index.stores.qdrant_payload import (
 )
 
 log = logging.getLogger(__name__)
+
+# Beside the engine's own edge_config.json in each shard directory: what the index records of
+# a collection (its model) that the engine has no place for.
+SPEC_FILE = "imsearch-collection.json"
 
 
 def _edge_filter(metadata_filter: MetadataFilter | None) -> qe.Filter | None:
@@ -57,19 +63,19 @@ class QdrantEdgeStore:
         self._hnsw_ef = hnsw_ef
         self._lock = threading.Lock()
         self._shards: dict[str, qe.EdgeShard] = {}
-        self._dims: dict[str, int] = {}
+        self._specs: dict[str, CollectionSpec] = {}
         for path in sorted(p for p in root.iterdir() if p.is_dir()):
             if not is_valid_name(path.name):
                 log.warning("ignoring %s: not a collection name", path)
                 continue
             try:
                 shard = qe.EdgeShard.load(str(path))
-                dim = next(iter(shard_vectors(path).values()))
+                spec = read_spec(path)
             except Exception:  # never delete a shard we cannot read: leave it for a person
                 log.exception("ignoring shard %s: it does not load", path)
                 continue
             self._shards[path.name] = shard
-            self._dims[path.name] = dim
+            self._specs[path.name] = spec
 
     def _config(self, dim: int) -> qe.EdgeConfig:
         return qe.EdgeConfig(
@@ -80,10 +86,10 @@ class QdrantEdgeStore:
             optimizers=qe.EdgeOptimizersConfig(indexing_threshold=1, default_segment_number=1),
         )
 
-    def collections(self) -> dict[str, int]:
-        return dict(self._dims)
+    def collections(self) -> dict[str, CollectionSpec]:
+        return dict(self._specs)
 
-    def create_collection(self, name: str, dim: int) -> None:
+    def create_collection(self, name: str, spec: CollectionSpec) -> None:
         with self._lock:
             if name in self._shards:
                 return
@@ -92,8 +98,21 @@ class QdrantEdgeStore:
                 raise FailedPrecondition(
                     f"collection {name!r} has a shard directory that did not load; see the index log"
                 )
-            self._shards[name] = qe.EdgeShard.create(str(path), self._config(dim))
-            self._dims[name] = dim
+            shard = qe.EdgeShard.create(str(path), self._config(spec.dim))
+            write_spec(path, spec)
+            self._shards[name], self._specs[name] = shard, spec
+
+    def drop_collection(self, name: str) -> bool:
+        with self._lock:
+            shard = self._shards.pop(name, None)
+            if shard is None:
+                return False
+            del self._specs[name]
+            shard.close()
+            # A search still holding the shard reads its files through open handles; the
+            # directory goes only after the shard is out of the map, so nothing new opens it.
+            shutil.rmtree(self._shard_path(name))
+            return True
 
     def _shard_path(self, name: str) -> Path:
         path = self._root / validate_name("collection", name)
@@ -174,6 +193,20 @@ class QdrantEdgeStore:
                 shard.flush()
                 shard.close()
             self._shards.clear()
+
+
+def read_spec(path: Path) -> CollectionSpec:
+    dim = next(iter(shard_vectors(path).values()))
+    spec_file = path / SPEC_FILE
+    model = str(json.loads(spec_file.read_text()).get("model", "")) if spec_file.is_file() else ""
+    return CollectionSpec(dim, model)
+
+
+def write_spec(path: Path, spec: CollectionSpec) -> None:
+    """Atomically: a crash leaves the old file or the new one, never half of one."""
+    partial = path / f"{SPEC_FILE}.partial"
+    partial.write_text(json.dumps({"model": spec.model}))
+    os.replace(partial, path / SPEC_FILE)
 
 
 def shard_vectors(path: Path) -> dict[str, int]:

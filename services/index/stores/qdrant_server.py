@@ -12,7 +12,7 @@ from qdrant_client import QdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
 from imsearch.core.errors import NotFound, Unavailable
-from services.index.stores.base import MetadataFilter, ScoredPoint, StoredPoint
+from services.index.stores.base import CollectionSpec, MetadataFilter, ScoredPoint, StoredPoint
 from services.index.stores.qdrant_payload import (
     MATCH_KEY,
     filter_tokens,
@@ -23,6 +23,7 @@ from services.index.stores.qdrant_payload import (
     stored_point,
 )
 
+MODEL_KEY = "imsearch_model"
 _TRANSIENT_HTTP = frozenset({408, 429, 500, 502, 503, 504})
 
 
@@ -80,22 +81,27 @@ class QdrantServerStore:
         self._hnsw = models.HnswConfigDiff(m=hnsw_m, ef_construct=hnsw_ef_construct)
         self._hnsw_ef = hnsw_ef
 
-    def collections(self) -> dict[str, int]:
-        dims = {}
+    def collections(self) -> dict[str, CollectionSpec]:
+        specs = {}
         for c in self._client.get_collections().collections:
-            params = self._client.get_collection(c.name).config.params.vectors
-            if isinstance(params, models.VectorParams):
-                dims[c.name] = params.size
-        return dims
+            config = self._client.get_collection(c.name).config
+            if isinstance(config.params.vectors, models.VectorParams):
+                model = str((config.metadata or {}).get(MODEL_KEY, ""))
+                specs[c.name] = CollectionSpec(config.params.vectors.size, model)
+        return specs
 
-    def create_collection(self, name: str, dim: int) -> None:
+    def create_collection(self, name: str, spec: CollectionSpec) -> None:
         if self._client.collection_exists(name):
             return
         self._client.create_collection(
             name,
-            vectors_config=models.VectorParams(size=dim, distance=models.Distance.COSINE),
+            vectors_config=models.VectorParams(size=spec.dim, distance=models.Distance.COSINE),
             hnsw_config=self._hnsw,
+            metadata={MODEL_KEY: spec.model},  # Qdrant's collection metadata (1.16+)
         )
+
+    def drop_collection(self, name: str) -> bool:
+        return bool(self._client.collection_exists(name) and self._client.delete_collection(name))
 
     def _require(self, collection: str) -> None:
         if not self._client.collection_exists(collection):

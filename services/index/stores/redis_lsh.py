@@ -34,6 +34,7 @@ Writes of one batch are one MULTI/EXEC transaction: all of it lands or none, and
 
 import itertools
 import json
+import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -282,6 +283,23 @@ class RedisLshStore:
                     pipe.hdel(self._key(collection, field), point_id)
 
         self._transact(collection, ids, build)
+
+    def drop_collection(self, collection: str) -> int:
+        """Removes every key of the collection; returns how many. A write still on its way
+        aborts (its WATCHed epoch key goes first)."""
+        self._collections.pop(collection, None)
+        pattern = re.sub(r"([*?\[\]\\])", r"\\\1", self._key(collection)) + ":*"
+        removed = self._redis.unlink(self._key(collection, "epoch"))
+        batch: list[bytes] = []
+        for key in self._redis.scan_iter(match=pattern, count=1000):
+            batch.append(key)
+            if len(batch) == 1000:
+                removed += self._redis.unlink(*batch)
+                batch = []
+        if batch:
+            removed += self._redis.unlink(*batch)
+        self._collections.pop(collection, None)  # a search may have cached it meanwhile
+        return int(removed)
 
     def _probe_keys(self, collection: str, margins: np.ndarray, signature: np.ndarray) -> list[str]:
         """The query's (tables, bits) margins and (tables,) signature -> bucket keys to read."""

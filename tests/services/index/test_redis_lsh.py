@@ -122,3 +122,17 @@ def test_bad_parameters_are_refused() -> None:
         LshParams(probes=0)
     with pytest.raises(ValueError):
         LshParams(rescore=-1)
+
+
+def test_dropping_a_collection_removes_its_keys_and_no_others(redis_client: redis.Redis) -> None:
+    """Names that prefix each other ("c", "c2") keep apart: keys are `prefix:name:...`."""
+    store = store_with(redis_client, clustered(1200))  # past the full-scan threshold: buckets used
+    store.ensure_collection("c2", DIM)
+    store.upsert("c2", [StoredPoint("x", clustered(1, seed=3)[0], {})])
+    others = set(redis_client.keys("test:c2:*"))
+    assert len(redis_client.keys("test:c:b:*")) > 64  # bucket sets of every table
+    assert store.drop_collection("c") > 1200
+    assert redis_client.keys("test:c:*") == [] and set(redis_client.keys("test:c2:*")) == others
+    assert store.search("c2", clustered(1, seed=3)[0], 1, None).hits[0].id == "x"
+    with pytest.raises(Exception, match="does not exist"):
+        store.search("c", clustered(1)[0], 1, None)

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from services.index.stores.base import StoredPoint, VectorStore
-from services.index.stores.qdrant_edge import QdrantEdgeStore
+from services.index.stores.base import CollectionSpec, StoredPoint, VectorStore
+from services.index.stores.qdrant_edge import SPEC_FILE, QdrantEdgeStore
 from services.index.stores.qdrant_server import QdrantServerStore
 
 DIM = 32
@@ -24,7 +24,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[VectorStor
         if request.param == "edge"
         else QdrantServerStore(location=":memory:")
     )
-    made.create_collection("c", DIM)
+    made.create_collection("c", CollectionSpec(DIM, "m"))
     rng = np.random.default_rng(0)
     vectors = rng.standard_normal((300, DIM)).astype(np.float32)
     made.upsert("c", [StoredPoint(f"p{i}", v, {"label": f"l{i % 3}", "n": i}) for i, v in enumerate(vectors)])
@@ -67,7 +67,7 @@ def test_replace_delete_retrieve_and_iterate(store: VectorStore) -> None:
     assert len(light) == 299 and all(p.vector.size == 0 and p.digest for p in light)
     (bare,) = store.retrieve("c", ["p0"], with_vectors=False)
     assert (bare.vector.size, bare.metadata, bare.digest) == (0, {"label": "new"}, p0.digest)
-    assert store.collections() == {"c": DIM}
+    assert store.collections() == {"c": CollectionSpec(DIM, "m")}
 
 
 def test_the_qdrant_api_key_never_travels_in_clear_text() -> None:
@@ -82,3 +82,21 @@ def test_an_unreachable_qdrant_server_is_unavailable_not_internal() -> None:
     store = QdrantServerStore(url=f"http://127.0.0.1:{free_port()}")  # nothing listens there
     with pytest.raises(Unavailable, match="qdrant unreachable"):
         store.collections()
+
+
+def test_dropping_a_collection_removes_it_and_a_new_one_starts_empty(store: VectorStore) -> None:
+    assert store.drop_collection("c") and not store.drop_collection("c")
+    assert store.collections() == {}
+    store.create_collection("c", CollectionSpec(DIM, "other"))
+    assert store.collections() == {"c": CollectionSpec(DIM, "other")} and store.count("c") == 0
+
+
+def test_the_embedded_store_keeps_each_model_across_a_restart(tmp_path: Path) -> None:
+    first = QdrantEdgeStore(tmp_path / "qdrant")
+    first.create_collection("bound", CollectionSpec(DIM, "m"))
+    first.create_collection("legacy", CollectionSpec(DIM, "m"))
+    first.close()
+    (tmp_path / "qdrant" / "legacy" / SPEC_FILE).unlink()  # as shards made before bindings
+    again = QdrantEdgeStore(tmp_path / "qdrant")
+    assert again.collections() == {"bound": CollectionSpec(DIM, "m"), "legacy": CollectionSpec(DIM, "")}
+    again.close()
