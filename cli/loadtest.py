@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import grpc
 import numpy as np
@@ -41,6 +42,14 @@ def add_loadtest_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--count", type=int, default=None, help="requests to send (instead of --duration)")
     parser.add_argument("--top-k", type=int, default=10)
     parser.add_argument("--index", choices=[kind.value for kind in IndexKind], default=IndexKind.HNSW.value)
+    parser.add_argument(
+        "--query",
+        choices=["image", "like", "best-score"],
+        default="image",
+        help="by image, or by a stored id as example (average or best-score strategy; the ids "
+        "of --images as `imsearch index` named them)",
+    )
+    parser.add_argument("--collection", default="", help="collection (default: the gateway's default one)")
     parser.add_argument("--warmup", type=int, default=5, help="requests sent before measuring")
     parser.add_argument(
         "--metrics", default=DEFAULT_METRICS, help="comma-separated /metrics URLs ('' = none)"
@@ -72,25 +81,33 @@ class LoadResult:
         return float(np.percentile(self.latencies, q)) if self.latencies else float("nan")
 
 
-def load_queries(folder: Path | None, limit: int = 200) -> list[bytes]:
+Query = dict[str, Any]  # keyword arguments of SearchClient.search
+
+
+def load_queries(folder: Path | None, kind: str = "image", limit: int = 200) -> list[Query]:
     if folder is None:
+        if kind != "image":
+            raise SystemExit("--query like/best-score needs --images: a folder indexed with `imsearch index`")
         from lab.synthetic import synthetic_image  # needs pillow: imsearch[loadtest]
 
-        return [synthetic_image(seed) for seed in range(8)]
-    paths = [path for _, path, _ in labelled_images([folder])]
-    if not paths:
+        return [{"image": synthetic_image(seed)} for seed in range(8)]
+    found = list(labelled_images([folder]))
+    if not found:
         raise SystemExit(f"no images found under {folder}")
-    random.Random(0).shuffle(paths)
-    return [p.read_bytes() for p in paths[:limit]]
+    random.Random(0).shuffle(found)
+    if kind == "image":
+        return [{"image": path.read_bytes()} for _, path, _ in found[:limit]]
+    strategy = "best_score" if kind == "best-score" else "average_vector"
+    return [{"like": [image_id], "strategy": strategy} for image_id, _, _ in found[:limit]]
 
 
 def closed_loop(
     client: SearchClient,
-    queries: list[bytes],
+    queries: list[Query],
     concurrency: int,
     duration: float,
     count: int | None,
-    **kw: object,
+    **kw: Any,
 ) -> LoadResult:
     result = LoadResult()
     lock = threading.Lock()
@@ -106,7 +123,7 @@ def closed_loop(
                         return
             elif time.perf_counter() >= deadline:
                 return
-            result.measure(partial(client.search, rng.choice(queries), **kw), time.perf_counter())  # type: ignore[arg-type]
+            result.measure(partial(client.search, **rng.choice(queries), **kw), time.perf_counter())
 
     began = time.perf_counter()
     threads = [threading.Thread(target=worker, args=(i,)) for i in range(concurrency)]
@@ -119,14 +136,14 @@ def closed_loop(
 
 
 def open_loop(
-    client: SearchClient, queries: list[bytes], rate: float, duration: float, count: int | None, **kw: object
+    client: SearchClient, queries: list[Query], rate: float, duration: float, count: int | None, **kw: Any
 ) -> LoadResult:
     result = LoadResult()
     total = count or int(rate * duration)
     rng = random.Random(0)
 
-    def one(scheduled: float, image: bytes) -> None:
-        result.measure(partial(client.search, image, **kw), scheduled)  # type: ignore[arg-type]
+    def one(scheduled: float, query: Query) -> None:
+        result.measure(partial(client.search, **query, **kw), scheduled)
 
     began = time.perf_counter()
     with ThreadPoolExecutor(max_workers=256) as pool:
@@ -169,10 +186,10 @@ def print_result(label: str, result: LoadResult) -> None:
 def run_loadtest(args: argparse.Namespace) -> LoadResult:
     security = ClientSecurity.from_environment(args.tls_ca, args.token)
     client = SearchClient(gateway_address(args.gateway), security=security)
-    queries = load_queries(args.images)
-    options = {"top_k": args.top_k, "index": args.index}
+    queries = load_queries(args.images, args.query)
+    options: dict[str, Any] = {"top_k": args.top_k, "index": args.index, "collection": args.collection}
     for query in queries[: args.warmup]:
-        client.search(query, **options)
+        client.search(**query, **options)
     urls = [u for u in args.metrics.split(",") if u]
     before = scrape_stages(urls) if urls else {}
     if args.rate:

@@ -98,13 +98,21 @@ def cmd_collections(args: argparse.Namespace) -> None:
 
 def cmd_search(args: argparse.Namespace) -> None:
     client = connect(args)
+    if args.image is None and not args.like:
+        sys.exit("give an IMAGE, or stored ids with --like")
     response = client.search(
-        args.image.read_bytes(),
+        args.image.read_bytes() if args.image else None,
         args.top_k,
         args.index,
         json.loads(args.filter) if args.filter else None,
         {"on": True, "off": False, "default": None}[args.rerank],
         args.collection,
+        like=args.like,
+        unlike=args.unlike,
+        unlike_images=[path.read_bytes() for path in args.unlike_image],
+        strategy=args.strategy,
+        offset=args.offset,
+        min_score=args.min_score,
     )
     rows: list[dict[str, Any]] = [
         {"id": r.id, "score": round(r.score, 6), "metadata": to_dict(r.metadata)} for r in response.results
@@ -291,9 +299,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     verify.set_defaults(func=cmd_verify)
 
-    search = with_collection(client_parser("search", "find images similar to IMAGE"))
-    search.add_argument("image", type=Path)
+    search = with_collection(client_parser("search", "find images similar to IMAGE, or to stored ones"))
+    search.add_argument("image", type=Path, nargs="?", help="query image (one more positive with --like)")
+    search.add_argument("--like", action="append", default=[], metavar="ID", help="a stored positive example")
+    search.add_argument(
+        "--unlike", action="append", default=[], metavar="ID", help="a stored negative example"
+    )
+    search.add_argument(
+        "--unlike-image",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="FILE",
+        help="a negative example image",
+    )
+    search.add_argument("--strategy", choices=["average_vector", "best_score"], default="average_vector")
     search.add_argument("--top-k", type=int, default=10)
+    search.add_argument("--offset", type=int, default=0, help="skip the best N hits (paging)")
+    search.add_argument("--min-score", type=float, default=None, help="leave out hits scoring below this")
     search.add_argument("--index", choices=[kind.value for kind in IndexKind], default=IndexKind.HNSW.value)
     search.add_argument("--filter", default=None, help='metadata filter as JSON, e.g. \'{"label": "cat"}\'')
     search.add_argument("--rerank", choices=["default", "on", "off"], default="default")

@@ -1,7 +1,7 @@
 """A small typed client of the gateway's SearchService, used by the CLI and the benchmarks."""
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from types import TracebackType
 from typing import Any, Self
 
@@ -59,21 +59,48 @@ class SearchClient:
 
     def search(
         self,
-        image: bytes,
+        image: bytes | None = None,
         top_k: int = 10,
         index: IndexKind | str = IndexKind.HNSW,
         metadata_filter: dict[str, Any] | None = None,
         rerank: bool | None = None,
         collection: str = "",
+        *,
+        like: Sequence[str] = (),
+        unlike: Sequence[str] = (),
+        like_images: Sequence[bytes] = (),
+        unlike_images: Sequence[bytes] = (),
+        strategy: str = "average_vector",
+        offset: int = 0,
+        min_score: float | None = None,
+        with_vectors: bool = False,
+        omit_metadata: bool = False,
     ) -> search_pb2.SearchResponse:
+        """By one image, or by examples: `like`/`unlike` stored ids, `like_images`/`unlike_images`
+        (`image` counts as one more positive); `strategy` "average_vector" or "best_score"."""
         mode = {None: search_pb2.RERANK_DEFAULT, True: search_pb2.RERANK_ON, False: search_pb2.RERANK_OFF}
+        strategies = {
+            "average_vector": index_pb2.EXAMPLE_STRATEGY_AVERAGE_VECTOR,
+            "best_score": index_pb2.EXAMPLE_STRATEGY_BEST_SCORE,
+        }
+        if strategy not in strategies:
+            raise ValueError(f"strategy must be one of {', '.join(strategies)}, not {strategy!r}")
         request = search_pb2.SearchRequest(
-            image=image,
+            image=image or b"",
             top_k=top_k,
             index=IndexKind.parse(index).to_proto(),
             filter=to_struct(metadata_filter or {}),
             rerank=mode[rerank],
             collection=collection,
+            positive_ids=like,
+            negative_ids=unlike,
+            positive_images=like_images,
+            negative_images=unlike_images,
+            strategy=strategies[strategy],
+            offset=offset,
+            min_score=min_score,
+            with_vectors=with_vectors,
+            omit_metadata=omit_metadata,
         )
         response: search_pb2.SearchResponse = self._stub.Search(request, timeout=self._timeout)
         return response

@@ -35,6 +35,17 @@ def validate_top_k(top_k: int) -> None:
         raise InvalidArgument(f"top_k must be between 1 and {MAX_TOP_K}, got {top_k}")
 
 
+MAX_EXAMPLES = 16  # positive (and negative) examples in one search by example
+
+
+def validate_page(top_k: int, offset: int, min_score: float | None) -> None:
+    validate_top_k(top_k)
+    if offset + top_k > MAX_TOP_K:
+        raise InvalidArgument(f"offset + top_k must be at most {MAX_TOP_K}, got {offset} + {top_k}")
+    if min_score is not None and not -1.0 <= min_score <= 1.0:  # NaN fails too
+        raise InvalidArgument(f"min_score must be between -1 and 1, got {min_score}")
+
+
 def is_valid_name(name: str) -> bool:
     return NAME_PATTERN.fullmatch(name) is not None
 

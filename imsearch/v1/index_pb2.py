@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17imsearch/v1/index.proto\x12\x0bimsearch.v1\x1a\x1cgoogle/protobuf/struct.proto\"R\n\x05Point\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\x06vector\x18\x02 \x03(\x02\x42\x02\x10\x01\x12)\n\x08metadata\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\"I\n\x17\x45nsureCollectionRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x0b\n\x03\x64im\x18\x02 \x01(\r\x12\r\n\x05model\x18\x03 \x01(\t\"V\n\rUpsertRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\"\n\x06points\x18\x02 \x03(\x0b\x32\x12.imsearch.v1.Point\x12\r\n\x05model\x18\x03 \x01(\t\"\"\n\x0eUpsertResponse\x12\x10\n\x08upserted\x18\x01 \x01(\r\"0\n\rDeleteRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x0b\n\x03ids\x18\x02 \x03(\t\"!\n\x0e\x44\x65leteResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\r\"\xc1\x01\n\x13SearchVectorRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x12\n\x06vector\x18\x02 \x03(\x02\x42\x02\x10\x01\x12\r\n\x05top_k\x18\x03 \x01(\r\x12%\n\x05index\x18\x04 \x01(\x0e\x32\x16.imsearch.v1.IndexKind\x12\'\n\x06\x66ilter\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x14\n\x0cwith_vectors\x18\x06 \x01(\x08\x12\r\n\x05model\x18\x07 \x01(\t\"_\n\x03Hit\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\x12)\n\x08metadata\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x12\n\x06vector\x18\x04 \x03(\x02\x42\x02\x10\x01\"Q\n\x14SearchVectorResponse\x12\x1e\n\x04hits\x18\x01 \x03(\x0b\x32\x10.imsearch.v1.Hit\x12\x19\n\x11\x63\x61ndidates_scored\x18\x02 \x01(\x04\"4\n\x11GetVectorsRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x0b\n\x03ids\x18\x02 \x03(\t\"8\n\x12GetVectorsResponse\x12\"\n\x06points\x18\x01 \x03(\x0b\x32\x12.imsearch.v1.Point\".\n\x18GetCollectionInfoRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\"\x9e\x01\n\x0e\x43ollectionInfo\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x0b\n\x03\x64im\x18\x02 \x01(\r\x12\x0e\n\x06points\x18\x03 \x01(\x04\x12\x12\n\nlsh_points\x18\x04 \x01(\x04\x12\x12\n\nhnsw_built\x18\x05 \x01(\x08\x12\x12\n\nlsh_tables\x18\x06 \x01(\r\x12\x10\n\x08lsh_bits\x18\x07 \x01(\r\x12\r\n\x05model\x18\x08 \x01(\t\"\x18\n\x16ListCollectionsRequest\"K\n\x17ListCollectionsResponse\x12\x30\n\x0b\x63ollections\x18\x01 \x03(\x0b\x32\x1b.imsearch.v1.CollectionInfo\"+\n\x15\x44ropCollectionRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\")\n\x16\x44ropCollectionResponse\x12\x0f\n\x07\x64ropped\x18\x01 \x01(\x08\"3\n\rVerifyRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x0e\n\x06repair\x18\x02 \x01(\x08\"\xae\x01\n\x0eVerifyResponse\x12\x0e\n\x06points\x18\x01 \x01(\x04\x12\x12\n\nlsh_points\x18\x02 \x01(\x04\x12\x16\n\x0emissing_in_lsh\x18\x03 \x01(\x04\x12\x14\n\x0c\x65xtra_in_lsh\x18\x04 \x01(\x04\x12\x10\n\x08\x64iverged\x18\x05 \x01(\x04\x12\x10\n\x08repaired\x18\x06 \x01(\x04\x12\x12\n\nsample_ids\x18\x07 \x03(\t\x12\x12\n\nundigested\x18\x08 \x01(\x04*f\n\tIndexKind\x12\x1a\n\x16INDEX_KIND_UNSPECIFIED\x10\x00\x12\x13\n\x0fINDEX_KIND_HNSW\x10\x01\x12\x12\n\x0eINDEX_KIND_LSH\x10\x02\x12\x14\n\x10INDEX_KIND_EXACT\x10\x03\x32\xde\x05\n\x0cIndexService\x12U\n\x10\x45nsureCollection\x12$.imsearch.v1.EnsureCollectionRequest\x1a\x1b.imsearch.v1.CollectionInfo\x12\\\n\x0fListCollections\x12#.imsearch.v1.ListCollectionsRequest\x1a$.imsearch.v1.ListCollectionsResponse\x12Y\n\x0e\x44ropCollection\x12\".imsearch.v1.DropCollectionRequest\x1a#.imsearch.v1.DropCollectionResponse\x12\x41\n\x06Upsert\x12\x1a.imsearch.v1.UpsertRequest\x1a\x1b.imsearch.v1.UpsertResponse\x12\x41\n\x06\x44\x65lete\x12\x1a.imsearch.v1.DeleteRequest\x1a\x1b.imsearch.v1.DeleteResponse\x12M\n\x06Search\x12 .imsearch.v1.SearchVectorRequest\x1a!.imsearch.v1.SearchVectorResponse\x12M\n\nGetVectors\x12\x1e.imsearch.v1.GetVectorsRequest\x1a\x1f.imsearch.v1.GetVectorsResponse\x12W\n\x11GetCollectionInfo\x12%.imsearch.v1.GetCollectionInfoRequest\x1a\x1b.imsearch.v1.CollectionInfo\x12\x41\n\x06Verify\x12\x1a.imsearch.v1.VerifyRequest\x1a\x1b.imsearch.v1.VerifyResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17imsearch/v1/index.proto\x12\x0bimsearch.v1\x1a\x1cgoogle/protobuf/struct.proto\"R\n\x05Point\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\x06vector\x18\x02 \x03(\x02\x42\x02\x10\x01\x12)\n\x08metadata\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\"I\n\x17\x45nsureCollectionRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x0b\n\x03\x64im\x18\x02 \x01(\r\x12\r\n\x05model\x18\x03 \x01(\t\"V\n\rUpsertRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\"\n\x06points\x18\x02 \x03(\x0b\x32\x12.imsearch.v1.Point\x12\r\n\x05model\x18\x03 \x01(\t\"\"\n\x0eUpsertResponse\x12\x10\n\x08upserted\x18\x01 \x01(\r\"0\n\rDeleteRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x0b\n\x03ids\x18\x02 \x03(\t\"!\n\x0e\x44\x65leteResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\r\"\xb1\x03\n\x13SearchVectorRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x12\n\x06vector\x18\x02 \x03(\x02\x42\x02\x10\x01\x12\r\n\x05top_k\x18\x03 \x01(\r\x12%\n\x05index\x18\x04 \x01(\x0e\x32\x16.imsearch.v1.IndexKind\x12\'\n\x06\x66ilter\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x14\n\x0cwith_vectors\x18\x06 \x01(\x08\x12\r\n\x05model\x18\x07 \x01(\t\x12\x14\n\x0cpositive_ids\x18\x08 \x03(\t\x12\x14\n\x0cnegative_ids\x18\t \x03(\t\x12-\n\x10positive_vectors\x18\n \x03(\x0b\x32\x13.imsearch.v1.Vector\x12-\n\x10negative_vectors\x18\x0b \x03(\x0b\x32\x13.imsearch.v1.Vector\x12.\n\x08strategy\x18\x0c \x01(\x0e\x32\x1c.imsearch.v1.ExampleStrategy\x12\x0e\n\x06offset\x18\r \x01(\r\x12\x16\n\tmin_score\x18\x0e \x01(\x02H\x00\x88\x01\x01\x42\x0c\n\n_min_score\"\x1c\n\x06Vector\x12\x12\n\x06values\x18\x01 \x03(\x02\x42\x02\x10\x01\"_\n\x03Hit\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\x12)\n\x08metadata\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x12\n\x06vector\x18\x04 \x03(\x02\x42\x02\x10\x01\"Q\n\x14SearchVectorResponse\x12\x1e\n\x04hits\x18\x01 \x03(\x0b\x32\x10.imsearch.v1.Hit\x12\x19\n\x11\x63\x61ndidates_scored\x18\x02 \x01(\x04\"4\n\x11GetVectorsRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x0b\n\x03ids\x18\x02 \x03(\t\"8\n\x12GetVectorsResponse\x12\"\n\x06points\x18\x01 \x03(\x0b\x32\x12.imsearch.v1.Point\".\n\x18GetCollectionInfoRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\"\x9e\x01\n\x0e\x43ollectionInfo\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x0b\n\x03\x64im\x18\x02 \x01(\r\x12\x0e\n\x06points\x18\x03 \x01(\x04\x12\x12\n\nlsh_points\x18\x04 \x01(\x04\x12\x12\n\nhnsw_built\x18\x05 \x01(\x08\x12\x12\n\nlsh_tables\x18\x06 \x01(\r\x12\x10\n\x08lsh_bits\x18\x07 \x01(\r\x12\r\n\x05model\x18\x08 \x01(\t\"\x18\n\x16ListCollectionsRequest\"K\n\x17ListCollectionsResponse\x12\x30\n\x0b\x63ollections\x18\x01 \x03(\x0b\x32\x1b.imsearch.v1.CollectionInfo\"+\n\x15\x44ropCollectionRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\")\n\x16\x44ropCollectionResponse\x12\x0f\n\x07\x64ropped\x18\x01 \x01(\x08\"3\n\rVerifyRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x0e\n\x06repair\x18\x02 \x01(\x08\"\xae\x01\n\x0eVerifyResponse\x12\x0e\n\x06points\x18\x01 \x01(\x04\x12\x12\n\nlsh_points\x18\x02 \x01(\x04\x12\x16\n\x0emissing_in_lsh\x18\x03 \x01(\x04\x12\x14\n\x0c\x65xtra_in_lsh\x18\x04 \x01(\x04\x12\x10\n\x08\x64iverged\x18\x05 \x01(\x04\x12\x10\n\x08repaired\x18\x06 \x01(\x04\x12\x12\n\nsample_ids\x18\x07 \x03(\t\x12\x12\n\nundigested\x18\x08 \x01(\x04*f\n\tIndexKind\x12\x1a\n\x16INDEX_KIND_UNSPECIFIED\x10\x00\x12\x13\n\x0fINDEX_KIND_HNSW\x10\x01\x12\x12\n\x0eINDEX_KIND_LSH\x10\x02\x12\x14\n\x10INDEX_KIND_EXACT\x10\x03*W\n\x0f\x45xampleStrategy\x12#\n\x1f\x45XAMPLE_STRATEGY_AVERAGE_VECTOR\x10\x00\x12\x1f\n\x1b\x45XAMPLE_STRATEGY_BEST_SCORE\x10\x01\x32\xde\x05\n\x0cIndexService\x12U\n\x10\x45nsureCollection\x12$.imsearch.v1.EnsureCollectionRequest\x1a\x1b.imsearch.v1.CollectionInfo\x12\\\n\x0fListCollections\x12#.imsearch.v1.ListCollectionsRequest\x1a$.imsearch.v1.ListCollectionsResponse\x12Y\n\x0e\x44ropCollection\x12\".imsearch.v1.DropCollectionRequest\x1a#.imsearch.v1.DropCollectionResponse\x12\x41\n\x06Upsert\x12\x1a.imsearch.v1.UpsertRequest\x1a\x1b.imsearch.v1.UpsertResponse\x12\x41\n\x06\x44\x65lete\x12\x1a.imsearch.v1.DeleteRequest\x1a\x1b.imsearch.v1.DeleteResponse\x12M\n\x06Search\x12 .imsearch.v1.SearchVectorRequest\x1a!.imsearch.v1.SearchVectorResponse\x12M\n\nGetVectors\x12\x1e.imsearch.v1.GetVectorsRequest\x1a\x1f.imsearch.v1.GetVectorsResponse\x12W\n\x11GetCollectionInfo\x12%.imsearch.v1.GetCollectionInfoRequest\x1a\x1b.imsearch.v1.CollectionInfo\x12\x41\n\x06Verify\x12\x1a.imsearch.v1.VerifyRequest\x1a\x1b.imsearch.v1.VerifyResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,10 +36,14 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_POINT'].fields_by_name['vector']._serialized_options = b'\020\001'
   _globals['_SEARCHVECTORREQUEST'].fields_by_name['vector']._loaded_options = None
   _globals['_SEARCHVECTORREQUEST'].fields_by_name['vector']._serialized_options = b'\020\001'
+  _globals['_VECTOR'].fields_by_name['values']._loaded_options = None
+  _globals['_VECTOR'].fields_by_name['values']._serialized_options = b'\020\001'
   _globals['_HIT'].fields_by_name['vector']._loaded_options = None
   _globals['_HIT'].fields_by_name['vector']._serialized_options = b'\020\001'
-  _globals['_INDEXKIND']._serialized_start=1556
-  _globals['_INDEXKIND']._serialized_end=1658
+  _globals['_INDEXKIND']._serialized_start=1826
+  _globals['_INDEXKIND']._serialized_end=1928
+  _globals['_EXAMPLESTRATEGY']._serialized_start=1930
+  _globals['_EXAMPLESTRATEGY']._serialized_end=2017
   _globals['_POINT']._serialized_start=70
   _globals['_POINT']._serialized_end=152
   _globals['_ENSURECOLLECTIONREQUEST']._serialized_start=154
@@ -53,31 +57,33 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DELETERESPONSE']._serialized_start=403
   _globals['_DELETERESPONSE']._serialized_end=436
   _globals['_SEARCHVECTORREQUEST']._serialized_start=439
-  _globals['_SEARCHVECTORREQUEST']._serialized_end=632
-  _globals['_HIT']._serialized_start=634
-  _globals['_HIT']._serialized_end=729
-  _globals['_SEARCHVECTORRESPONSE']._serialized_start=731
-  _globals['_SEARCHVECTORRESPONSE']._serialized_end=812
-  _globals['_GETVECTORSREQUEST']._serialized_start=814
-  _globals['_GETVECTORSREQUEST']._serialized_end=866
-  _globals['_GETVECTORSRESPONSE']._serialized_start=868
-  _globals['_GETVECTORSRESPONSE']._serialized_end=924
-  _globals['_GETCOLLECTIONINFOREQUEST']._serialized_start=926
-  _globals['_GETCOLLECTIONINFOREQUEST']._serialized_end=972
-  _globals['_COLLECTIONINFO']._serialized_start=975
-  _globals['_COLLECTIONINFO']._serialized_end=1133
-  _globals['_LISTCOLLECTIONSREQUEST']._serialized_start=1135
-  _globals['_LISTCOLLECTIONSREQUEST']._serialized_end=1159
-  _globals['_LISTCOLLECTIONSRESPONSE']._serialized_start=1161
-  _globals['_LISTCOLLECTIONSRESPONSE']._serialized_end=1236
-  _globals['_DROPCOLLECTIONREQUEST']._serialized_start=1238
-  _globals['_DROPCOLLECTIONREQUEST']._serialized_end=1281
-  _globals['_DROPCOLLECTIONRESPONSE']._serialized_start=1283
-  _globals['_DROPCOLLECTIONRESPONSE']._serialized_end=1324
-  _globals['_VERIFYREQUEST']._serialized_start=1326
-  _globals['_VERIFYREQUEST']._serialized_end=1377
-  _globals['_VERIFYRESPONSE']._serialized_start=1380
-  _globals['_VERIFYRESPONSE']._serialized_end=1554
-  _globals['_INDEXSERVICE']._serialized_start=1661
-  _globals['_INDEXSERVICE']._serialized_end=2395
+  _globals['_SEARCHVECTORREQUEST']._serialized_end=872
+  _globals['_VECTOR']._serialized_start=874
+  _globals['_VECTOR']._serialized_end=902
+  _globals['_HIT']._serialized_start=904
+  _globals['_HIT']._serialized_end=999
+  _globals['_SEARCHVECTORRESPONSE']._serialized_start=1001
+  _globals['_SEARCHVECTORRESPONSE']._serialized_end=1082
+  _globals['_GETVECTORSREQUEST']._serialized_start=1084
+  _globals['_GETVECTORSREQUEST']._serialized_end=1136
+  _globals['_GETVECTORSRESPONSE']._serialized_start=1138
+  _globals['_GETVECTORSRESPONSE']._serialized_end=1194
+  _globals['_GETCOLLECTIONINFOREQUEST']._serialized_start=1196
+  _globals['_GETCOLLECTIONINFOREQUEST']._serialized_end=1242
+  _globals['_COLLECTIONINFO']._serialized_start=1245
+  _globals['_COLLECTIONINFO']._serialized_end=1403
+  _globals['_LISTCOLLECTIONSREQUEST']._serialized_start=1405
+  _globals['_LISTCOLLECTIONSREQUEST']._serialized_end=1429
+  _globals['_LISTCOLLECTIONSRESPONSE']._serialized_start=1431
+  _globals['_LISTCOLLECTIONSRESPONSE']._serialized_end=1506
+  _globals['_DROPCOLLECTIONREQUEST']._serialized_start=1508
+  _globals['_DROPCOLLECTIONREQUEST']._serialized_end=1551
+  _globals['_DROPCOLLECTIONRESPONSE']._serialized_start=1553
+  _globals['_DROPCOLLECTIONRESPONSE']._serialized_end=1594
+  _globals['_VERIFYREQUEST']._serialized_start=1596
+  _globals['_VERIFYREQUEST']._serialized_end=1647
+  _globals['_VERIFYRESPONSE']._serialized_start=1650
+  _globals['_VERIFYRESPONSE']._serialized_end=1824
+  _globals['_INDEXSERVICE']._serialized_start=2020
+  _globals['_INDEXSERVICE']._serialized_end=2754
 # @@protoc_insertion_point(module_scope)

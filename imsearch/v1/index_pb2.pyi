@@ -47,6 +47,29 @@ INDEX_KIND_EXACT: IndexKind.ValueType  # 3
 """brute force over every stored vector (ground truth)"""
 Global___IndexKind: _TypeAlias = IndexKind  # noqa: Y015
 
+class _ExampleStrategy:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ExampleStrategyEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ExampleStrategy.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    EXAMPLE_STRATEGY_AVERAGE_VECTOR: _ExampleStrategy.ValueType  # 0
+    """One query: 2 x the mean of the positives minus the mean of the negatives."""
+    EXAMPLE_STRATEGY_BEST_SCORE: _ExampleStrategy.ValueType  # 1
+    """Each candidate scores its best similarity to a positive; if a negative is closer, minus
+    that similarity squared. Candidates come from a search around each positive.
+    """
+
+class ExampleStrategy(_ExampleStrategy, metaclass=_ExampleStrategyEnumTypeWrapper): ...
+
+EXAMPLE_STRATEGY_AVERAGE_VECTOR: ExampleStrategy.ValueType  # 0
+"""One query: 2 x the mean of the positives minus the mean of the negatives."""
+EXAMPLE_STRATEGY_BEST_SCORE: ExampleStrategy.ValueType  # 1
+"""Each candidate scores its best similarity to a positive; if a negative is closer, minus
+that similarity squared. Candidates come from a search around each positive.
+"""
+Global___ExampleStrategy: _TypeAlias = ExampleStrategy  # noqa: Y015
+
 @_typing.final
 class Point(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
@@ -203,6 +226,13 @@ class SearchVectorRequest(_message.Message):
     FILTER_FIELD_NUMBER: _builtins.int
     WITH_VECTORS_FIELD_NUMBER: _builtins.int
     MODEL_FIELD_NUMBER: _builtins.int
+    POSITIVE_IDS_FIELD_NUMBER: _builtins.int
+    NEGATIVE_IDS_FIELD_NUMBER: _builtins.int
+    POSITIVE_VECTORS_FIELD_NUMBER: _builtins.int
+    NEGATIVE_VECTORS_FIELD_NUMBER: _builtins.int
+    STRATEGY_FIELD_NUMBER: _builtins.int
+    OFFSET_FIELD_NUMBER: _builtins.int
+    MIN_SCORE_FIELD_NUMBER: _builtins.int
     collection: _builtins.str
     top_k: _builtins.int
     index: Global___IndexKind.ValueType
@@ -210,12 +240,30 @@ class SearchVectorRequest(_message.Message):
     """Return the stored vectors of the hits too."""
     model: _builtins.str
     """The model that made the query vector: FAILED_PRECONDITION if the collection is bound to another."""
+    strategy: Global___ExampleStrategy.ValueType
+    offset: _builtins.int
+    """Paging: skip this many of the best hits (offset + top_k at most 1000)."""
+    min_score: _builtins.float
+    """Leave out hits scoring below this (cosine, or the best-score strategy's score), -1..1."""
     @_builtins.property
     def vector(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]: ...
     @_builtins.property
     def filter(self) -> _struct_pb2.Struct:
         """Exact-match metadata filter: every key must equal its value."""
 
+    @_builtins.property
+    def positive_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Search by example, as Qdrant's recommend: stored ids and/or vectors, positive and negative
+        (at most 16 of each); `vector`, if set, is one more positive. Examples given by id are
+        left out of the results.
+        """
+
+    @_builtins.property
+    def negative_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def positive_vectors(self) -> _containers.RepeatedCompositeFieldContainer[Global___Vector]: ...
+    @_builtins.property
+    def negative_vectors(self) -> _containers.RepeatedCompositeFieldContainer[Global___Vector]: ...
     def __init__(
         self,
         *,
@@ -226,14 +274,43 @@ class SearchVectorRequest(_message.Message):
         filter: _struct_pb2.Struct | None = ...,
         with_vectors: _builtins.bool = ...,
         model: _builtins.str = ...,
+        positive_ids: _abc.Iterable[_builtins.str] | None = ...,
+        negative_ids: _abc.Iterable[_builtins.str] | None = ...,
+        positive_vectors: _abc.Iterable[Global___Vector] | None = ...,
+        negative_vectors: _abc.Iterable[Global___Vector] | None = ...,
+        strategy: Global___ExampleStrategy.ValueType = ...,
+        offset: _builtins.int = ...,
+        min_score: _builtins.float | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_min_score", b"_min_score", "filter", b"filter", "min_score", b"min_score"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["collection", b"collection", "filter", b"filter", "index", b"index", "model", b"model", "top_k", b"top_k", "vector", b"vector", "with_vectors", b"with_vectors"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_min_score", b"_min_score", "collection", b"collection", "filter", b"filter", "index", b"index", "min_score", b"min_score", "model", b"model", "negative_ids", b"negative_ids", "negative_vectors", b"negative_vectors", "offset", b"offset", "positive_ids", b"positive_ids", "positive_vectors", b"positive_vectors", "strategy", b"strategy", "top_k", b"top_k", "vector", b"vector", "with_vectors", b"with_vectors"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__min_score: _TypeAlias = _typing.Literal["min_score"]  # noqa: Y015
+    _WhichOneofArgType__min_score: _TypeAlias = _typing.Literal["_min_score", b"_min_score"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__min_score) -> _WhichOneofReturnType__min_score | None: ...
+
+Global___SearchVectorRequest: _TypeAlias = SearchVectorRequest  # noqa: Y015
+
+@_typing.final
+class Vector(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VALUES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def values(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]: ...
+    def __init__(
+        self,
+        *,
+        values: _abc.Iterable[_builtins.float] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["values", b"values"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___SearchVectorRequest: _TypeAlias = SearchVectorRequest  # noqa: Y015
+Global___Vector: _TypeAlias = Vector  # noqa: Y015
 
 @_typing.final
 class Hit(_message.Message):

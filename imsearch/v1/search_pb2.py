@@ -26,15 +26,17 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from imsearch.v1 import index_pb2 as imsearch_dot_v1_dot_index__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18imsearch/v1/search.proto\x12\x0bimsearch.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x17imsearch/v1/index.proto\"<\n\x17\x43reateCollectionRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\"k\n\x0f\x41\x64\x64ImageRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05image\x18\x02 \x01(\x0c\x12)\n\x08metadata\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x12\n\ncollection\x18\x04 \x01(\t\"\x1e\n\x10\x41\x64\x64ImageResponse\x12\n\n\x02id\x18\x01 \x01(\t\"\"\n\x11\x41\x64\x64ImagesResponse\x12\r\n\x05\x61\x64\x64\x65\x64\x18\x01 \x01(\r\"\xb6\x01\n\rSearchRequest\x12\r\n\x05image\x18\x01 \x01(\x0c\x12\r\n\x05top_k\x18\x02 \x01(\r\x12%\n\x05index\x18\x03 \x01(\x0e\x32\x16.imsearch.v1.IndexKind\x12\'\n\x06\x66ilter\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12#\n\x06rerank\x18\x05 \x01(\x0e\x32\x13.imsearch.v1.Rerank\x12\x12\n\ncollection\x18\x06 \x01(\t\"T\n\x0cSearchResult\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\x12)\n\x08metadata\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\"\xb3\x01\n\x0eSearchResponse\x12*\n\x07results\x18\x01 \x03(\x0b\x32\x19.imsearch.v1.SearchResult\x12\r\n\x05model\x18\x02 \x01(\t\x12%\n\x05index\x18\x03 \x01(\x0e\x32\x16.imsearch.v1.IndexKind\x12\x10\n\x08reranked\x18\x04 \x01(\x08\x12\x19\n\x11\x63\x61ndidates_scored\x18\x05 \x01(\x04\x12\x12\n\ncollection\x18\x06 \x01(\t\"6\n\x13\x44\x65leteImagesRequest\x12\x0b\n\x03ids\x18\x01 \x03(\t\x12\x12\n\ncollection\x18\x02 \x01(\t\"\'\n\x14\x44\x65leteImagesResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\r\"%\n\x0fGetStatsRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\"T\n\x05Stats\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0b\n\x03\x64im\x18\x02 \x01(\r\x12/\n\ncollection\x18\x03 \x01(\x0b\x32\x1b.imsearch.v1.CollectionInfo*;\n\x06Rerank\x12\x12\n\x0eRERANK_DEFAULT\x10\x00\x12\r\n\tRERANK_ON\x10\x01\x12\x0e\n\nRERANK_OFF\x10\x02\x32\xad\x06\n\rSearchService\x12U\n\x10\x43reateCollection\x12$.imsearch.v1.CreateCollectionRequest\x1a\x1b.imsearch.v1.CollectionInfo\x12\\\n\x0fListCollections\x12#.imsearch.v1.ListCollectionsRequest\x1a$.imsearch.v1.ListCollectionsResponse\x12X\n\x12\x44\x65scribeCollection\x12%.imsearch.v1.GetCollectionInfoRequest\x1a\x1b.imsearch.v1.CollectionInfo\x12Y\n\x0e\x44ropCollection\x12\".imsearch.v1.DropCollectionRequest\x1a#.imsearch.v1.DropCollectionResponse\x12G\n\x08\x41\x64\x64Image\x12\x1c.imsearch.v1.AddImageRequest\x1a\x1d.imsearch.v1.AddImageResponse\x12K\n\tAddImages\x12\x1c.imsearch.v1.AddImageRequest\x1a\x1e.imsearch.v1.AddImagesResponse(\x01\x12\x41\n\x06Search\x12\x1a.imsearch.v1.SearchRequest\x1a\x1b.imsearch.v1.SearchResponse\x12S\n\x0c\x44\x65leteImages\x12 .imsearch.v1.DeleteImagesRequest\x1a!.imsearch.v1.DeleteImagesResponse\x12<\n\x08GetStats\x12\x1c.imsearch.v1.GetStatsRequest\x1a\x12.imsearch.v1.Stats\x12\x46\n\x0bVerifyIndex\x12\x1a.imsearch.v1.VerifyRequest\x1a\x1b.imsearch.v1.VerifyResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18imsearch/v1/search.proto\x12\x0bimsearch.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x17imsearch/v1/index.proto\"<\n\x17\x43reateCollectionRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\"k\n\x0f\x41\x64\x64ImageRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05image\x18\x02 \x01(\x0c\x12)\n\x08metadata\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x12\n\ncollection\x18\x04 \x01(\t\"\x1e\n\x10\x41\x64\x64ImageResponse\x12\n\n\x02id\x18\x01 \x01(\t\"\"\n\x11\x41\x64\x64ImagesResponse\x12\r\n\x05\x61\x64\x64\x65\x64\x18\x01 \x01(\r\"\xa7\x03\n\rSearchRequest\x12\r\n\x05image\x18\x01 \x01(\x0c\x12\r\n\x05top_k\x18\x02 \x01(\r\x12%\n\x05index\x18\x03 \x01(\x0e\x32\x16.imsearch.v1.IndexKind\x12\'\n\x06\x66ilter\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12#\n\x06rerank\x18\x05 \x01(\x0e\x32\x13.imsearch.v1.Rerank\x12\x12\n\ncollection\x18\x06 \x01(\t\x12\x14\n\x0cpositive_ids\x18\x07 \x03(\t\x12\x14\n\x0cnegative_ids\x18\x08 \x03(\t\x12\x17\n\x0fpositive_images\x18\t \x03(\x0c\x12\x17\n\x0fnegative_images\x18\n \x03(\x0c\x12.\n\x08strategy\x18\x0b \x01(\x0e\x32\x1c.imsearch.v1.ExampleStrategy\x12\x0e\n\x06offset\x18\x0c \x01(\r\x12\x16\n\tmin_score\x18\r \x01(\x02H\x00\x88\x01\x01\x12\x14\n\x0cwith_vectors\x18\x0e \x01(\x08\x12\x15\n\romit_metadata\x18\x0f \x01(\x08\x42\x0c\n\n_min_score\"h\n\x0cSearchResult\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\x12)\n\x08metadata\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x12\n\x06vector\x18\x04 \x03(\x02\x42\x02\x10\x01\"\xb3\x01\n\x0eSearchResponse\x12*\n\x07results\x18\x01 \x03(\x0b\x32\x19.imsearch.v1.SearchResult\x12\r\n\x05model\x18\x02 \x01(\t\x12%\n\x05index\x18\x03 \x01(\x0e\x32\x16.imsearch.v1.IndexKind\x12\x10\n\x08reranked\x18\x04 \x01(\x08\x12\x19\n\x11\x63\x61ndidates_scored\x18\x05 \x01(\x04\x12\x12\n\ncollection\x18\x06 \x01(\t\"6\n\x13\x44\x65leteImagesRequest\x12\x0b\n\x03ids\x18\x01 \x03(\t\x12\x12\n\ncollection\x18\x02 \x01(\t\"\'\n\x14\x44\x65leteImagesResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\r\"%\n\x0fGetStatsRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\"T\n\x05Stats\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0b\n\x03\x64im\x18\x02 \x01(\r\x12/\n\ncollection\x18\x03 \x01(\x0b\x32\x1b.imsearch.v1.CollectionInfo*;\n\x06Rerank\x12\x12\n\x0eRERANK_DEFAULT\x10\x00\x12\r\n\tRERANK_ON\x10\x01\x12\x0e\n\nRERANK_OFF\x10\x02\x32\xad\x06\n\rSearchService\x12U\n\x10\x43reateCollection\x12$.imsearch.v1.CreateCollectionRequest\x1a\x1b.imsearch.v1.CollectionInfo\x12\\\n\x0fListCollections\x12#.imsearch.v1.ListCollectionsRequest\x1a$.imsearch.v1.ListCollectionsResponse\x12X\n\x12\x44\x65scribeCollection\x12%.imsearch.v1.GetCollectionInfoRequest\x1a\x1b.imsearch.v1.CollectionInfo\x12Y\n\x0e\x44ropCollection\x12\".imsearch.v1.DropCollectionRequest\x1a#.imsearch.v1.DropCollectionResponse\x12G\n\x08\x41\x64\x64Image\x12\x1c.imsearch.v1.AddImageRequest\x1a\x1d.imsearch.v1.AddImageResponse\x12K\n\tAddImages\x12\x1c.imsearch.v1.AddImageRequest\x1a\x1e.imsearch.v1.AddImagesResponse(\x01\x12\x41\n\x06Search\x12\x1a.imsearch.v1.SearchRequest\x1a\x1b.imsearch.v1.SearchResponse\x12S\n\x0c\x44\x65leteImages\x12 .imsearch.v1.DeleteImagesRequest\x1a!.imsearch.v1.DeleteImagesResponse\x12<\n\x08GetStats\x12\x1c.imsearch.v1.GetStatsRequest\x1a\x12.imsearch.v1.Stats\x12\x46\n\x0bVerifyIndex\x12\x1a.imsearch.v1.VerifyRequest\x1a\x1b.imsearch.v1.VerifyResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'imsearch.v1.search_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_RERANK']._serialized_start=1010
-  _globals['_RERANK']._serialized_end=1069
+  _globals['_SEARCHRESULT'].fields_by_name['vector']._loaded_options = None
+  _globals['_SEARCHRESULT'].fields_by_name['vector']._serialized_options = b'\020\001'
+  _globals['_RERANK']._serialized_start=1271
+  _globals['_RERANK']._serialized_end=1330
   _globals['_CREATECOLLECTIONREQUEST']._serialized_start=96
   _globals['_CREATECOLLECTIONREQUEST']._serialized_end=156
   _globals['_ADDIMAGEREQUEST']._serialized_start=158
@@ -44,19 +46,19 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ADDIMAGESRESPONSE']._serialized_start=299
   _globals['_ADDIMAGESRESPONSE']._serialized_end=333
   _globals['_SEARCHREQUEST']._serialized_start=336
-  _globals['_SEARCHREQUEST']._serialized_end=518
-  _globals['_SEARCHRESULT']._serialized_start=520
-  _globals['_SEARCHRESULT']._serialized_end=604
-  _globals['_SEARCHRESPONSE']._serialized_start=607
-  _globals['_SEARCHRESPONSE']._serialized_end=786
-  _globals['_DELETEIMAGESREQUEST']._serialized_start=788
-  _globals['_DELETEIMAGESREQUEST']._serialized_end=842
-  _globals['_DELETEIMAGESRESPONSE']._serialized_start=844
-  _globals['_DELETEIMAGESRESPONSE']._serialized_end=883
-  _globals['_GETSTATSREQUEST']._serialized_start=885
-  _globals['_GETSTATSREQUEST']._serialized_end=922
-  _globals['_STATS']._serialized_start=924
-  _globals['_STATS']._serialized_end=1008
-  _globals['_SEARCHSERVICE']._serialized_start=1072
-  _globals['_SEARCHSERVICE']._serialized_end=1885
+  _globals['_SEARCHREQUEST']._serialized_end=759
+  _globals['_SEARCHRESULT']._serialized_start=761
+  _globals['_SEARCHRESULT']._serialized_end=865
+  _globals['_SEARCHRESPONSE']._serialized_start=868
+  _globals['_SEARCHRESPONSE']._serialized_end=1047
+  _globals['_DELETEIMAGESREQUEST']._serialized_start=1049
+  _globals['_DELETEIMAGESREQUEST']._serialized_end=1103
+  _globals['_DELETEIMAGESRESPONSE']._serialized_start=1105
+  _globals['_DELETEIMAGESRESPONSE']._serialized_end=1144
+  _globals['_GETSTATSREQUEST']._serialized_start=1146
+  _globals['_GETSTATSREQUEST']._serialized_end=1183
+  _globals['_STATS']._serialized_start=1185
+  _globals['_STATS']._serialized_end=1269
+  _globals['_SEARCHSERVICE']._serialized_start=1333
+  _globals['_SEARCHSERVICE']._serialized_end=2146
 # @@protoc_insertion_point(module_scope)

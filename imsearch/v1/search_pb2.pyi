@@ -145,6 +145,15 @@ class SearchRequest(_message.Message):
     FILTER_FIELD_NUMBER: _builtins.int
     RERANK_FIELD_NUMBER: _builtins.int
     COLLECTION_FIELD_NUMBER: _builtins.int
+    POSITIVE_IDS_FIELD_NUMBER: _builtins.int
+    NEGATIVE_IDS_FIELD_NUMBER: _builtins.int
+    POSITIVE_IMAGES_FIELD_NUMBER: _builtins.int
+    NEGATIVE_IMAGES_FIELD_NUMBER: _builtins.int
+    STRATEGY_FIELD_NUMBER: _builtins.int
+    OFFSET_FIELD_NUMBER: _builtins.int
+    MIN_SCORE_FIELD_NUMBER: _builtins.int
+    WITH_VECTORS_FIELD_NUMBER: _builtins.int
+    OMIT_METADATA_FIELD_NUMBER: _builtins.int
     image: _builtins.bytes
     top_k: _builtins.int
     """1..1000; 0 means 10."""
@@ -152,10 +161,33 @@ class SearchRequest(_message.Message):
     rerank: Global___Rerank.ValueType
     collection: _builtins.str
     """empty: the default collection"""
+    strategy: _index_pb2.ExampleStrategy.ValueType
+    offset: _builtins.int
+    """Paging and cut-off: skip the best `offset` hits (offset + top_k at most 1000); leave out
+    hits scoring below `min_score` (-1..1).
+    """
+    min_score: _builtins.float
+    with_vectors: _builtins.bool
+    """return each hit's stored vector"""
+    omit_metadata: _builtins.bool
+    """return ids and scores only"""
     @_builtins.property
     def filter(self) -> _struct_pb2.Struct:
         """Exact-match metadata filter: every key must equal its value."""
 
+    @_builtins.property
+    def positive_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Search by example ("more like this"): stored ids and/or images, positive and negative (at
+        most 16 of each); `image`, if set, is one more positive. Examples given by id are left out
+        of the results. Rerank applies to single-image searches only.
+        """
+
+    @_builtins.property
+    def negative_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def positive_images(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]: ...
+    @_builtins.property
+    def negative_images(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]: ...
     def __init__(
         self,
         *,
@@ -165,12 +197,23 @@ class SearchRequest(_message.Message):
         filter: _struct_pb2.Struct | None = ...,
         rerank: Global___Rerank.ValueType = ...,
         collection: _builtins.str = ...,
+        positive_ids: _abc.Iterable[_builtins.str] | None = ...,
+        negative_ids: _abc.Iterable[_builtins.str] | None = ...,
+        positive_images: _abc.Iterable[_builtins.bytes] | None = ...,
+        negative_images: _abc.Iterable[_builtins.bytes] | None = ...,
+        strategy: _index_pb2.ExampleStrategy.ValueType = ...,
+        offset: _builtins.int = ...,
+        min_score: _builtins.float | None = ...,
+        with_vectors: _builtins.bool = ...,
+        omit_metadata: _builtins.bool = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_min_score", b"_min_score", "filter", b"filter", "min_score", b"min_score"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["collection", b"collection", "filter", b"filter", "image", b"image", "index", b"index", "rerank", b"rerank", "top_k", b"top_k"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_min_score", b"_min_score", "collection", b"collection", "filter", b"filter", "image", b"image", "index", b"index", "min_score", b"min_score", "negative_ids", b"negative_ids", "negative_images", b"negative_images", "offset", b"offset", "omit_metadata", b"omit_metadata", "positive_ids", b"positive_ids", "positive_images", b"positive_images", "rerank", b"rerank", "strategy", b"strategy", "top_k", b"top_k", "with_vectors", b"with_vectors"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__min_score: _TypeAlias = _typing.Literal["min_score"]  # noqa: Y015
+    _WhichOneofArgType__min_score: _TypeAlias = _typing.Literal["_min_score", b"_min_score"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__min_score) -> _WhichOneofReturnType__min_score | None: ...
 
 Global___SearchRequest: _TypeAlias = SearchRequest  # noqa: Y015
 
@@ -181,20 +224,26 @@ class SearchResult(_message.Message):
     ID_FIELD_NUMBER: _builtins.int
     SCORE_FIELD_NUMBER: _builtins.int
     METADATA_FIELD_NUMBER: _builtins.int
+    VECTOR_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     score: _builtins.float
     @_builtins.property
     def metadata(self) -> _struct_pb2.Struct: ...
+    @_builtins.property
+    def vector(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]:
+        """with_vectors only"""
+
     def __init__(
         self,
         *,
         id: _builtins.str = ...,
         score: _builtins.float = ...,
         metadata: _struct_pb2.Struct | None = ...,
+        vector: _abc.Iterable[_builtins.float] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["metadata", b"metadata"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "metadata", b"metadata", "score", b"score"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "metadata", b"metadata", "score", b"score", "vector", b"vector"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

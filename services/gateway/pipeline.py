@@ -22,7 +22,14 @@ from imsearch.core.errors import (
 )
 from imsearch.core.index_kind import IndexKind
 from imsearch.core.metrics import ServiceMetrics
-from imsearch.core.validation import MAX_TOP_K, validate_id, validate_ids, validate_name, validate_top_k
+from imsearch.core.validation import (
+    MAX_EXAMPLES,
+    MAX_TOP_K,
+    validate_id,
+    validate_ids,
+    validate_name,
+    validate_page,
+)
 from imsearch.v1 import encoder_pb2, encoder_pb2_grpc, index_pb2, index_pb2_grpc, search_pb2
 from services.gateway.collections import Binding, CollectionBindings
 from services.gateway.settings import GatewaySettings
@@ -57,6 +64,7 @@ class RankedHit:
     id: str
     score: float
     metadata: struct_pb2.Struct
+    vector: list[float]  # empty unless the search asked for vectors
 
 
 @dataclass
@@ -75,7 +83,7 @@ def rerank(query: np.ndarray, hits: Sequence[index_pb2.Hit], top_k: int) -> list
     norms = np.maximum(np.linalg.norm(matrix, axis=1), 1e-12)
     scores = (matrix @ query) / (norms * max(float(np.linalg.norm(query)), 1e-12))
     order = np.argsort(-scores, kind="stable")[:top_k]
-    return [RankedHit(hits[i].id, float(scores[i]), hits[i].metadata) for i in order]
+    return [RankedHit(hits[i].id, float(scores[i]), hits[i].metadata, list(hits[i].vector)) for i in order]
 
 
 T = TypeVar("T")
@@ -237,47 +245,72 @@ class SearchPipeline:
                 raise BulkAddFailed(exc, first_position + offset, item.id) from None
         return len(batch)  # none failed alone (the batch's error was not about one item)
 
-    def search(
-        self,
-        image: bytes,
-        top_k: int,
-        index: IndexKind,
-        metadata_filter: struct_pb2.Struct,
-        rerank_mode: int,
-        collection: str = "",
-    ) -> SearchResult:
-        top_k = top_k or DEFAULT_TOP_K
-        validate_top_k(top_k)
-        if rerank_mode not in search_pb2.Rerank.values():
-            raise InvalidArgument(f"unknown rerank mode {rerank_mode}")
-        do_rerank = rerank_mode == search_pb2.RERANK_ON or (
-            rerank_mode == search_pb2.RERANK_DEFAULT and index is IndexKind.LSH
+    def search(self, request: search_pb2.SearchRequest) -> SearchResult:
+        """A search with one image, or by examples (stored ids and images, positive and
+        negative). Rerank, when on, rescores a single image's candidates here."""
+        top_k = request.top_k or DEFAULT_TOP_K
+        index = IndexKind.from_proto(request.index)
+        min_score = request.min_score if request.HasField("min_score") else None
+        validate_page(top_k, request.offset, min_score)
+        if request.rerank not in search_pb2.Rerank.values():
+            raise InvalidArgument(f"unknown rerank mode {request.rerank}")
+        positives = [*([request.image] if request.image else []), *request.positive_images]
+        negatives = list(request.negative_images)
+        by_example = bool(
+            request.positive_ids or request.negative_ids or request.positive_images or negatives
         )
-        fetch = min(MAX_TOP_K, top_k * self._settings.rerank_factor) if do_rerank else top_k
+        if not (by_example or request.image):
+            raise InvalidArgument("give an image to search with, or examples (positive_ids, positive_images)")
+        counts = (len(positives) + len(request.positive_ids), len(negatives) + len(request.negative_ids))
+        if max(counts) > MAX_EXAMPLES:  # before encoding any of them
+            raise InvalidArgument(
+                f"at most {MAX_EXAMPLES} positive and {MAX_EXAMPLES} negative examples, "
+                f"got {counts[0]} and {counts[1]}"
+            )
+        do_rerank = not by_example and (
+            request.rerank == search_pb2.RERANK_ON
+            or (request.rerank == search_pb2.RERANK_DEFAULT and index is IndexKind.LSH)
+        )
+        wanted = top_k + request.offset
 
         def run(binding: Binding) -> SearchResult:
-            query = self.encode([image], binding.model)[0]
-            with self._metrics.stage("index_search"):
-                response = self._index.Search(
-                    index_pb2.SearchVectorRequest(
-                        collection=binding.collection,
-                        vector=query.tolist(),
-                        top_k=fetch,
-                        index=index.to_proto(),
-                        filter=metadata_filter,
-                        with_vectors=do_rerank,
-                        model=binding.model,
-                    ),
-                    timeout=self._hop_timeout("searching"),
-                )
-            if do_rerank:
-                with self._metrics.stage("rerank"):
-                    hits = rerank(query, response.hits, top_k)
+            vectors = self.encode([*positives, *negatives], binding.model) if positives or negatives else None
+            query = index_pb2.SearchVectorRequest(
+                collection=binding.collection,
+                index=index.to_proto(),
+                filter=request.filter,
+                model=binding.model,
+                with_vectors=do_rerank or request.with_vectors,
+            )
+            if by_example:
+                found = [] if vectors is None else [index_pb2.Vector(values=v.tolist()) for v in vectors]
+                query.positive_ids.extend(request.positive_ids)
+                query.negative_ids.extend(request.negative_ids)
+                query.positive_vectors.extend(found[: len(positives)])
+                query.negative_vectors.extend(found[len(positives) :])
+                query.strategy = request.strategy
             else:
-                hits = [RankedHit(h.id, h.score, h.metadata) for h in response.hits]
+                assert vectors is not None
+                query.vector.extend(vectors[0].tolist())
+            if do_rerank:  # page after rescoring: fetch from the top
+                query.top_k = min(MAX_TOP_K, wanted * self._settings.rerank_factor)
+            else:
+                query.top_k, query.offset = top_k, request.offset
+                if min_score is not None:
+                    query.min_score = min_score
+            with self._metrics.stage("index_search"):
+                response = self._index.Search(query, timeout=self._hop_timeout("searching"))
+            if do_rerank:
+                assert vectors is not None
+                with self._metrics.stage("rerank"):
+                    hits = rerank(vectors[0], response.hits, wanted)[request.offset :]
+                if min_score is not None:
+                    hits = [h for h in hits if h.score >= min_score]
+            else:
+                hits = [RankedHit(h.id, h.score, h.metadata, list(h.vector)) for h in response.hits]
             return SearchResult(hits, do_rerank, int(response.candidates_scored), binding)
 
-        return self._bound(collection, run)
+        return self._bound(request.collection, run)
 
     def delete(self, ids: Sequence[str], collection: str = "") -> int:
         validate_ids(ids)

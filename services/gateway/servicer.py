@@ -48,12 +48,16 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
         self, request: search_pb2.SearchRequest, context: grpc.ServicerContext
     ) -> search_pb2.SearchResponse:
         index = IndexKind.from_proto(request.index)
-        result = self._pipeline.search(
-            request.image, request.top_k, index, request.filter, request.rerank, request.collection
-        )
+        result = self._pipeline.search(request)
         return search_pb2.SearchResponse(
             results=[
-                search_pb2.SearchResult(id=h.id, score=h.score, metadata=h.metadata) for h in result.hits
+                search_pb2.SearchResult(
+                    id=h.id,
+                    score=h.score,
+                    metadata=None if request.omit_metadata else h.metadata,
+                    vector=h.vector if request.with_vectors else [],
+                )
+                for h in result.hits
             ],
             model=result.binding.model,
             collection=result.binding.collection,

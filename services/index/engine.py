@@ -25,8 +25,15 @@ import redis
 from imsearch.core.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from imsearch.core.index_kind import IndexKind
 from imsearch.core.metrics import ServiceMetrics
-from imsearch.core.validation import validate_id, validate_ids, validate_name, validate_top_k
+from imsearch.core.validation import (
+    MAX_TOP_K,
+    validate_id,
+    validate_ids,
+    validate_name,
+    validate_page,
+)
 from services.index.disk_guard import DiskGuard
+from services.index.examples import Examples, ExampleStrategy, average_query, best_scores
 from services.index.point_digest import digest_of, point_digest
 from services.index.stores.base import (
     CollectionSpec,
@@ -78,6 +85,8 @@ class Audit:
 
 AUDIT_SAMPLE = 20
 AUDIT_BATCH = 512
+# Best-score search gathers this many times the hits wanted around each positive example.
+BEST_SCORE_FANOUT = 4
 
 
 @dataclass
@@ -486,9 +495,108 @@ class IndexEngine:
         index: IndexKind,
         metadata_filter: MetadataFilter | None,
         with_vectors: bool,
+        offset: int = 0,
+        min_score: float | None = None,
     ) -> SearchOutcome:
-        validate_top_k(top_k)
+        validate_page(top_k, offset, min_score)
         query = self._check_vector(collection, values, "query vector")
+        outcome = self._nearest(collection, query, top_k + offset, index, metadata_filter, with_vectors)
+        outcome.hits = _page(outcome.hits, offset, top_k, min_score, leave_out=set())
+        return outcome
+
+    def search_by_example(
+        self,
+        collection: str,
+        examples: Examples,
+        top_k: int,
+        index: IndexKind,
+        metadata_filter: MetadataFilter | None,
+        with_vectors: bool,
+        offset: int = 0,
+        min_score: float | None = None,
+    ) -> SearchOutcome:
+        """Qdrant's recommend on every index (services.index.examples); the examples given by
+        id are left out of the results."""
+        validate_page(top_k, offset, min_score)
+        examples.validate()
+        positives = self._example_matrix(
+            collection, examples.positive_ids, examples.positive_vectors, "positive"
+        )
+        negatives = self._example_matrix(
+            collection, examples.negative_ids, examples.negative_vectors, "negative"
+        )
+        wanted = min(MAX_TOP_K, top_k + offset + len(examples.ids))
+        if examples.strategy is ExampleStrategy.AVERAGE_VECTOR:
+            query = average_query(positives, negatives)
+            outcome = self._nearest(collection, query, wanted, index, metadata_filter, with_vectors)
+        else:
+            outcome = self._best_score(
+                collection, positives, negatives, wanted, index, metadata_filter, with_vectors
+            )
+        outcome.hits = _page(outcome.hits, offset, top_k, min_score, leave_out=examples.ids)
+        return outcome
+
+    def _example_matrix(
+        self, collection: str, ids: list[str], vectors: list[np.ndarray], kind: str
+    ) -> np.ndarray:
+        """Unit vectors of the examples: those given by id read from Qdrant (NOT_FOUND if one
+        is not stored), those given as vectors checked like any query."""
+        stored = {p.id: p.vector for p in self._vectors.retrieve(collection, ids)} if ids else {}
+        missing = [i for i in ids if i not in stored]
+        if missing:
+            raise NotFound(f"{kind} example {missing[0]!r} is not in collection {collection!r}")
+        rows = [np.asarray(stored[i], dtype=np.float32) for i in ids]
+        rows += [
+            self._check_vector(collection, v, f"{kind} example vector {n}") for n, v in enumerate(vectors)
+        ]
+        if not rows:
+            return np.zeros((0, self._dim(collection)), dtype=np.float32)
+        matrix = np.stack(rows)
+        unit: np.ndarray = matrix / np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12)
+        return unit
+
+    def _best_score(
+        self,
+        collection: str,
+        positives: np.ndarray,
+        negatives: np.ndarray,
+        wanted: int,
+        index: IndexKind,
+        metadata_filter: MetadataFilter | None,
+        with_vectors: bool,
+    ) -> SearchOutcome:
+        """Candidates from a search around each positive (BEST_SCORE_FANOUT x the hits wanted),
+        each scored against every example from its stored float32 vector."""
+        fetch = min(MAX_TOP_K, wanted * BEST_SCORE_FANOUT)
+        ids: dict[str, None] = {}
+        looked_at = 0
+        for positive in positives:
+            around = self._nearest(collection, positive, fetch, index, metadata_filter, with_vectors=False)
+            ids.update(dict.fromkeys(h.id for h in around.hits))
+            looked_at += around.candidates
+        points = self._vectors.retrieve(collection, list(ids))
+        if not points:
+            return SearchOutcome([], 0, looked_at)
+        matrix = np.stack([p.vector for p in points]).astype(np.float32)
+        scores = best_scores(matrix, positives, negatives)
+        order = np.argsort(-scores, kind="stable")[:wanted]
+        hits = [
+            ScoredPoint(
+                points[i].id, float(scores[i]), points[i].metadata, points[i].vector if with_vectors else None
+            )
+            for i in order
+        ]
+        return SearchOutcome(hits, len(points), looked_at)
+
+    def _nearest(
+        self,
+        collection: str,
+        query: np.ndarray,
+        top_k: int,
+        index: IndexKind,
+        metadata_filter: MetadataFilter | None,
+        with_vectors: bool,
+    ) -> SearchOutcome:
         with self._metrics.stage(f"search_{index}"):
             if index is IndexKind.LSH:
                 result = self._with_redis(lambda: self._lsh.search(collection, query, top_k, metadata_filter))
@@ -529,6 +637,15 @@ class IndexEngine:
         validate_ids(ids)
         self._dim(collection)
         return self._vectors.retrieve(collection, ids)
+
+
+def _page(
+    hits: list[ScoredPoint], offset: int, top_k: int, min_score: float | None, leave_out: set[str]
+) -> list[ScoredPoint]:
+    """Best first: the examples left out, then `offset` skipped, `top_k` kept, and those under
+    `min_score` dropped."""
+    kept = [h for h in hits if h.id not in leave_out][offset : offset + top_k]
+    return kept if min_score is None else [h for h in kept if h.score >= min_score]
 
 
 def _same_content(point: StoredPoint, copy: StoredPoint) -> bool:

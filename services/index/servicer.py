@@ -1,5 +1,7 @@
 """gRPC face of the index service."""
 
+from collections.abc import Iterable
+
 import grpc
 import numpy as np
 
@@ -8,10 +10,24 @@ from imsearch.core.structs import parse_filter, to_dict, to_struct
 from imsearch.core.validation import validate_name
 from imsearch.v1 import index_pb2, index_pb2_grpc
 from services.index.engine import IndexEngine
+from services.index.examples import Examples, ExampleStrategy
 
 
 def require_collection(name: str) -> str:
     return validate_name("collection", name)
+
+
+def examples_of(request: index_pb2.SearchVectorRequest) -> Examples:
+    def vectors(given: Iterable[index_pb2.Vector]) -> list[np.ndarray]:
+        return [np.asarray(v.values, dtype=np.float32) for v in given]
+
+    return Examples(
+        positive_ids=list(request.positive_ids),
+        negative_ids=list(request.negative_ids),
+        positive_vectors=vectors(request.positive_vectors),
+        negative_vectors=vectors(request.negative_vectors),
+        strategy=ExampleStrategy.from_proto(request.strategy),
+    )
 
 
 class IndexServicer(index_pb2_grpc.IndexServiceServicer):
@@ -71,14 +87,21 @@ class IndexServicer(index_pb2_grpc.IndexServiceServicer):
     ) -> index_pb2.SearchVectorResponse:
         collection = require_collection(request.collection)
         self._engine.check_model(collection, request.model)
-        outcome = self._engine.search(
-            collection,
-            request.vector,
+        examples = examples_of(request)
+        arguments = (
             request.top_k,
             IndexKind.from_proto(request.index),
             parse_filter(request.filter),
             request.with_vectors,
+            request.offset,
+            request.min_score if request.HasField("min_score") else None,
         )
+        if examples:
+            if request.vector:
+                examples.positive_vectors.append(np.asarray(request.vector, dtype=np.float32))
+            outcome = self._engine.search_by_example(collection, examples, *arguments)
+        else:
+            outcome = self._engine.search(collection, request.vector, *arguments)
         return index_pb2.SearchVectorResponse(
             hits=[
                 index_pb2.Hit(

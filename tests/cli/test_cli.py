@@ -101,6 +101,14 @@ def test_serve_index_search_restart(served: tuple[Path, str], images: Path) -> N
         red = restarted.run("search", str(images / "red" / "2.jpg"), "--collection", "colours", "--json")
         answer = json.loads(red.stdout)
         assert (answer["model"], answer["results"][0]["id"]) == ("color_histogram", "red/2.jpg")
+        liked = restarted.run(
+            "search", "--like", "red/2.jpg", "--collection", "colours", "--top-k", "2", "--json"
+        )
+        assert "red/2.jpg" not in [r["id"] for r in json.loads(liked.stdout)["results"]], liked.stderr
+        paged = restarted.run(
+            "search", str(images / "red" / "2.jpg"), "--offset", "1", "--min-score", "-1", "--json"
+        )
+        assert json.loads(paged.stdout)["results"][0]["id"] != "images/red/2.jpg", paged.stderr
         assert "dropped colours" in restarted.run("collections", "drop", "colours").stdout
         missing = restarted.run("collections", "describe", "colours")
         assert missing.returncode == 1 and "NOT_FOUND" in missing.stderr

@@ -1,0 +1,117 @@
+"""Richer queries through the gateway: by example (ids and images, two strategies), paging,
+score cut-off, vectors and metadata on request, and their bad inputs."""
+
+import math
+from collections.abc import Callable, Iterator
+
+import grpc
+import numpy as np
+import pytest
+
+from cli.suite import Suite
+from imsearch.client import SearchClient
+from imsearch.v1 import search_pb2, search_pb2_grpc
+from tests.helpers import jpeg
+
+GALLERY = 30
+INDEXES = ["hnsw", "exact", "lsh"]
+
+
+@pytest.fixture(scope="module")
+def client(suite: Suite) -> Iterator[SearchClient]:
+    made = SearchClient(suite.address)
+    made.add_images((f"g{i}", jpeg(i), {"n": i}) for i in range(GALLERY))
+    yield made
+    made.close()
+
+
+def ids(response: search_pb2.SearchResponse) -> list[str]:
+    return [r.id for r in response.results]
+
+
+@pytest.mark.parametrize("index", INDEXES)
+@pytest.mark.parametrize("strategy", ["average_vector", "best_score"])
+def test_more_like_a_stored_id_leaves_the_example_out(
+    client: SearchClient, index: str, strategy: str
+) -> None:
+    plain = ids(client.search(jpeg(3), top_k=6, index="exact", rerank=False))
+    assert plain[0] == "g3"
+    liked = client.search(like=["g3"], top_k=5, index=index, strategy=strategy)
+    assert ids(liked) == plain[1:], (index, strategy)
+    assert not liked.reranked
+
+
+@pytest.mark.parametrize("index", INDEXES)
+def test_a_negative_example_pushes_its_neighbourhood_down(client: SearchClient, index: str) -> None:
+    plain = ids(client.search(jpeg(3), top_k=GALLERY, index="exact", rerank=False))
+    nearest = plain[1]
+    best = client.search(like=["g3"], unlike=[nearest], top_k=10, index=index, strategy="best_score")
+    assert nearest not in ids(best)  # scored -1: closest to a negative
+    assert all(r.score > 0 for r in best.results)
+    average = ids(client.search(like=["g3"], unlike=[nearest], top_k=GALLERY, index="exact"))
+    assert nearest not in average[:3] and "g3" not in average
+
+
+def test_best_score_over_two_positives_finds_the_neighbours_of_each(client: SearchClient) -> None:
+    around = {i: ids(client.search(jpeg(i), top_k=3, index="exact", rerank=False))[1] for i in (3, 17)}
+    both = ids(client.search(like=["g3", "g17"], top_k=4, index="exact", strategy="best_score"))
+    assert set(around.values()) <= set(both)
+
+
+def test_image_examples_are_encoded_and_counted_as_positives(client: SearchClient) -> None:
+    by_image = client.search(like_images=[jpeg(8)], top_k=3, index="exact")
+    assert by_image.results[0].id == "g8" and math.isclose(by_image.results[0].score, 1.0, abs_tol=1e-4)
+    mixed = ids(client.search(jpeg(8), like=["g9"], unlike_images=[jpeg(20)], top_k=GALLERY, index="exact"))
+    assert "g9" not in mixed and mixed.index("g8") < mixed.index("g20")
+
+
+@pytest.mark.parametrize("index", INDEXES)
+def test_offset_pages_through_the_same_ranking(client: SearchClient, index: str) -> None:
+    whole = ids(client.search(jpeg(1), top_k=12, index=index))
+    pages = [ids(client.search(jpeg(1), top_k=4, offset=o, index=index)) for o in (0, 4, 8)]
+    assert [i for page in pages for i in page] == whole
+
+
+def test_min_score_cuts_off_and_vectors_and_metadata_are_on_request(client: SearchClient) -> None:
+    everything = client.search(jpeg(1), top_k=GALLERY, index="exact")
+    cut = sorted(r.score for r in everything.results)[GALLERY // 2]
+    kept = client.search(jpeg(1), top_k=GALLERY, index="exact", min_score=cut)
+    assert ids(kept) == [r.id for r in everything.results if r.score >= cut]
+    bare = client.search(jpeg(1), top_k=2, with_vectors=True, omit_metadata=True)
+    vector = np.asarray(bare.results[0].vector)
+    assert vector.shape == (1280,) and math.isclose(float(np.linalg.norm(vector)), 1.0, rel_tol=1e-3)
+    assert not bare.results[0].HasField("metadata")
+    assert dict(client.search(jpeg(1), top_k=1).results[0].metadata) == {"n": 1}
+    assert client.search(jpeg(1), top_k=1).results[0].vector == []
+
+
+def error(call: Callable[[], object]) -> grpc.RpcError:
+    with pytest.raises(grpc.RpcError) as raised:
+        call()
+    return raised.value
+
+
+@pytest.mark.parametrize(
+    ("request_", "code", "message"),
+    [
+        ({}, "INVALID_ARGUMENT", "give an image to search with, or examples"),
+        ({"positive_ids": ["nope"]}, "NOT_FOUND", "positive example 'nope' is not in collection"),
+        ({"positive_ids": ["g1"], "negative_ids": ["gone"]}, "NOT_FOUND", "negative example 'gone'"),
+        ({"negative_ids": ["g1"]}, "INVALID_ARGUMENT", "at least one positive example"),
+        ({"positive_ids": [f"g{i}" for i in range(17)]}, "INVALID_ARGUMENT", "at most 16 positive"),
+        ({"positive_images": [jpeg(i) for i in range(17)]}, "INVALID_ARGUMENT", "at most 16 positive"),
+        ({"positive_ids": ["g1"], "strategy": 7}, "INVALID_ARGUMENT", "unknown example strategy 7"),
+        ({"positive_ids": [""]}, "INVALID_ARGUMENT", "id is empty"),
+        ({"image": jpeg(), "offset": 995, "top_k": 10}, "INVALID_ARGUMENT", "offset + top_k must be at most 1000"),
+        ({"image": jpeg(), "min_score": 1.5}, "INVALID_ARGUMENT", "min_score must be between -1 and 1"),
+        ({"image": jpeg(), "min_score": float("nan")}, "INVALID_ARGUMENT", "min_score must be between -1 and 1"),
+        ({"positive_images": [b"not an image"]}, "INVALID_ARGUMENT", "not a decodable image"),
+    ],
+)  # fmt: skip
+def test_bad_queries_get_their_code(
+    suite: Suite, client: SearchClient, request_: dict[str, object], code: str, message: str
+) -> None:
+    request = search_pb2.SearchRequest(**request_)
+    stub = search_pb2_grpc.SearchServiceStub(grpc.insecure_channel(suite.address))
+    failed = error(lambda: stub.Search(request))
+    assert (failed.code().name, message in (failed.details() or "")) == (code, True), failed.details()
