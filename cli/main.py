@@ -21,6 +21,16 @@ from imsearch.core.structs import to_dict
 from lab.datasets import labelled_images
 
 
+def parse_box(text: str) -> tuple[float, float, float, float]:
+    try:
+        x, y, width, height = (float(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"a box is X,Y,W,H as fractions of the image, not {text!r}"
+        ) from None
+    return x, y, width, height
+
+
 def connect(args: argparse.Namespace) -> SearchClient:
     return SearchClient(
         gateway_address(args.gateway), security=ClientSecurity.from_environment(args.tls_ca, args.token)
@@ -68,8 +78,22 @@ def cmd_index(args: argparse.Namespace) -> None:
         (image_id, path.read_bytes(), {"label": label, "path": str(path)})
         for image_id, path, label in labelled_images(args.paths)
     )
+    if args.skip_duplicates:
+        response = client.add_images_checked(items, args.collection, "skip", args.duplicate_min_score)
+        skipped = [d for d in response.duplicates if d.skipped]
+        for duplicate in skipped:
+            print(f"skipped {duplicate.id}: a near-duplicate of {duplicate.of} ({duplicate.score:.4f})")
+        print(f"added {response.added} images, skipped {len(skipped)} near-duplicates")
+        return
     added = client.add_images(items, args.collection)
     print(f"added {added} images")
+
+
+def cmd_duplicates(args: argparse.Namespace) -> None:
+    found = connect(args).find_duplicates(args.collection, args.min_score, args.max_groups)
+    for group in found.groups:
+        print(f"{len(group.ids)} images (cosine >= {group.min_score:.4f}): {', '.join(group.ids)}")
+    print(f"{found.groups_found} groups of near-duplicates among {found.points_scanned} images")
 
 
 def describe(info: Any) -> str:
@@ -103,16 +127,18 @@ def cmd_search(args: argparse.Namespace) -> None:
     response = client.search(
         args.image.read_bytes() if args.image else None,
         args.top_k,
-        args.index,
-        json.loads(args.filter) if args.filter else None,
-        {"on": True, "off": False, "default": None}[args.rerank],
-        args.collection,
+        index=args.index,
+        metadata_filter=json.loads(args.filter) if args.filter else None,
+        rerank={"on": True, "off": False, "default": None}[args.rerank],
+        collection=args.collection,
         like=args.like,
         unlike=args.unlike,
         unlike_images=[path.read_bytes() for path in args.unlike_image],
         strategy=args.strategy,
         offset=args.offset,
         min_score=args.min_score,
+        box=args.box,
+        where=json.loads(args.where) if args.where else None,
     )
     rows: list[dict[str, Any]] = [
         {"id": r.id, "score": round(r.score, 6), "metadata": to_dict(r.metadata)} for r in response.results
@@ -289,7 +315,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     index = with_collection(client_parser("index", "add the images under folders (label = folder name)"))
     index.add_argument("paths", nargs="+", type=Path)
+    index.add_argument(
+        "--skip-duplicates", action="store_true", help="leave out images that nearly duplicate stored ones"
+    )
+    index.add_argument("--duplicate-min-score", type=float, default=None, help="cosine (default 0.95)")
     index.set_defaults(func=cmd_index)
+
+    duplicates = with_collection(client_parser("duplicates", "list groups of near-duplicate images"))
+    duplicates.add_argument("--min-score", type=float, default=0.95, help="cosine, 0.5-1")
+    duplicates.add_argument("--max-groups", type=int, default=100)
+    duplicates.set_defaults(func=cmd_duplicates)
 
     verify = with_collection(
         client_parser("verify", "audit the index: Qdrant and the LSH store hold the same points (admin)")
@@ -317,8 +352,20 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--top-k", type=int, default=10)
     search.add_argument("--offset", type=int, default=0, help="skip the best N hits (paging)")
     search.add_argument("--min-score", type=float, default=None, help="leave out hits scoring below this")
+    search.add_argument(
+        "--box",
+        type=parse_box,
+        default=None,
+        metavar="X,Y,W,H",
+        help="search only this region of IMAGE (fractions)",
+    )
     search.add_argument("--index", choices=[kind.value for kind in IndexKind], default=IndexKind.HNSW.value)
     search.add_argument("--filter", default=None, help='metadata filter as JSON, e.g. \'{"label": "cat"}\'')
+    search.add_argument(
+        "--where",
+        default=None,
+        help='must/should/must_not as JSON, e.g. \'{"must": [{"key": "n", "range": {"gte": 3}}]}\'',
+    )
     search.add_argument("--rerank", choices=["default", "on", "off"], default="default")
     search.add_argument("--json", action="store_true", help="print JSON")
     search.set_defaults(func=cmd_search)

@@ -1,9 +1,4 @@
-"""protobuf Struct <-> Python dicts, and metadata filters parsed from a Struct.
-
-Filter semantics, the same on every index: each key names a top-level metadata field; a
-field matches when it equals the value with the same type (`true` is not `1`), or, when the
-field holds a list, when one of its elements does (as Qdrant's match does).
-"""
+"""protobuf Struct <-> Python dicts, bounded in size and depth (filters: imsearch.core.filters)."""
 
 import re
 from typing import Any
@@ -54,34 +49,3 @@ def to_struct(values: dict[str, Any]) -> struct_pb2.Struct:
     struct = struct_pb2.Struct()
     struct.update(values)
     return struct
-
-
-def parse_filter(struct: struct_pb2.Struct) -> dict[str, FilterValue] | None:
-    """Exact-match filter: string, boolean or integral number values only."""
-    parsed: dict[str, FilterValue] = {}
-    for key, value in to_dict(struct).items():
-        if not key:
-            raise InvalidArgument("filter has an empty key")
-        if not FILTER_KEY.match(key):
-            raise InvalidArgument(
-                f"filter key {key[:80]!r} must be 1-64 letters, digits, '_' or '-' "
-                "(a top-level metadata field)"
-            )
-        if isinstance(value, bool | str | int):
-            parsed[key] = value
-        else:
-            raise InvalidArgument(
-                f"filter value for {key!r} must be a string, boolean or integer, got {value!r}"
-            )
-    return parsed or None
-
-
-def _same(stored: Any, wanted: FilterValue) -> bool:
-    return type(stored) is type(wanted) and stored == wanted
-
-
-def field_matches(stored: Any, wanted: FilterValue) -> bool:
-    """One field against one filter value, by the semantics above."""
-    if isinstance(stored, list):
-        return any(_same(element, wanted) for element in stored)
-    return _same(stored, wanted)

@@ -24,25 +24,66 @@ class EncodeRequest(_message.Message):
 
     MODEL_FIELD_NUMBER: _builtins.int
     IMAGES_FIELD_NUMBER: _builtins.int
+    REGIONS_FIELD_NUMBER: _builtins.int
     model: _builtins.str
     """Model name as listed by ListModels; empty means the encoder's default model."""
     @_builtins.property
     def images(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]:
         """Encoded image files (JPEG, PNG, WebP, ...), at most the server's batch limit."""
 
+    @_builtins.property
+    def regions(self) -> _containers.RepeatedCompositeFieldContainer[Global___Box]:
+        """Encode only these regions: none (whole images), or one per image (an unset or zero-size
+        box keeps that image whole). Cropped after decoding (EXIF orientation applied), before
+        the model's preprocessing.
+        """
+
     def __init__(
         self,
         *,
         model: _builtins.str = ...,
         images: _abc.Iterable[_builtins.bytes] | None = ...,
+        regions: _abc.Iterable[Global___Box] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["images", b"images", "model", b"model"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["images", b"images", "model", b"model", "regions", b"regions"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___EncodeRequest: _TypeAlias = EncodeRequest  # noqa: Y015
+
+@_typing.final
+class Box(_message.Message):
+    """A region of an image as fractions of its width and height: 0 <= x, y; x + width <= 1;
+    y + height <= 1.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    X_FIELD_NUMBER: _builtins.int
+    Y_FIELD_NUMBER: _builtins.int
+    WIDTH_FIELD_NUMBER: _builtins.int
+    HEIGHT_FIELD_NUMBER: _builtins.int
+    x: _builtins.float
+    y: _builtins.float
+    width: _builtins.float
+    height: _builtins.float
+    def __init__(
+        self,
+        *,
+        x: _builtins.float = ...,
+        y: _builtins.float = ...,
+        width: _builtins.float = ...,
+        height: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["height", b"height", "width", b"width", "x", b"x", "y", b"y"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Box: _TypeAlias = Box  # noqa: Y015
 
 @_typing.final
 class Embedding(_message.Message):

@@ -233,6 +233,7 @@ class SearchVectorRequest(_message.Message):
     STRATEGY_FIELD_NUMBER: _builtins.int
     OFFSET_FIELD_NUMBER: _builtins.int
     MIN_SCORE_FIELD_NUMBER: _builtins.int
+    WHERE_FIELD_NUMBER: _builtins.int
     collection: _builtins.str
     top_k: _builtins.int
     index: Global___IndexKind.ValueType
@@ -264,6 +265,10 @@ class SearchVectorRequest(_message.Message):
     def positive_vectors(self) -> _containers.RepeatedCompositeFieldContainer[Global___Vector]: ...
     @_builtins.property
     def negative_vectors(self) -> _containers.RepeatedCompositeFieldContainer[Global___Vector]: ...
+    @_builtins.property
+    def where(self) -> Global___Filter:
+        """A structured filter, combined with `filter` (both must hold)."""
+
     def __init__(
         self,
         *,
@@ -281,16 +286,134 @@ class SearchVectorRequest(_message.Message):
         strategy: Global___ExampleStrategy.ValueType = ...,
         offset: _builtins.int = ...,
         min_score: _builtins.float | None = ...,
+        where: Global___Filter | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_min_score", b"_min_score", "filter", b"filter", "min_score", b"min_score"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_min_score", b"_min_score", "filter", b"filter", "min_score", b"min_score", "where", b"where"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_min_score", b"_min_score", "collection", b"collection", "filter", b"filter", "index", b"index", "min_score", b"min_score", "model", b"model", "negative_ids", b"negative_ids", "negative_vectors", b"negative_vectors", "offset", b"offset", "positive_ids", b"positive_ids", "positive_vectors", b"positive_vectors", "strategy", b"strategy", "top_k", b"top_k", "vector", b"vector", "with_vectors", b"with_vectors"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_min_score", b"_min_score", "collection", b"collection", "filter", b"filter", "index", b"index", "min_score", b"min_score", "model", b"model", "negative_ids", b"negative_ids", "negative_vectors", b"negative_vectors", "offset", b"offset", "positive_ids", b"positive_ids", "positive_vectors", b"positive_vectors", "strategy", b"strategy", "top_k", b"top_k", "vector", b"vector", "where", b"where", "with_vectors", b"with_vectors"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__min_score: _TypeAlias = _typing.Literal["min_score"]  # noqa: Y015
     _WhichOneofArgType__min_score: _TypeAlias = _typing.Literal["_min_score", b"_min_score"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType__min_score) -> _WhichOneofReturnType__min_score | None: ...
 
 Global___SearchVectorRequest: _TypeAlias = SearchVectorRequest  # noqa: Y015
+
+@_typing.final
+class Filter(_message.Message):
+    """A metadata filter: every `must` condition holds, at least one `should` (when there are
+    any), and no `must_not`. The same on every index. At most 32 conditions in all.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MUST_FIELD_NUMBER: _builtins.int
+    SHOULD_FIELD_NUMBER: _builtins.int
+    MUST_NOT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def must(self) -> _containers.RepeatedCompositeFieldContainer[Global___Condition]: ...
+    @_builtins.property
+    def should(self) -> _containers.RepeatedCompositeFieldContainer[Global___Condition]: ...
+    @_builtins.property
+    def must_not(self) -> _containers.RepeatedCompositeFieldContainer[Global___Condition]: ...
+    def __init__(
+        self,
+        *,
+        must: _abc.Iterable[Global___Condition] | None = ...,
+        should: _abc.Iterable[Global___Condition] | None = ...,
+        must_not: _abc.Iterable[Global___Condition] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["must", b"must", "must_not", b"must_not", "should", b"should"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Filter: _TypeAlias = Filter  # noqa: Y015
+
+@_typing.final
+class Condition(_message.Message):
+    """A test of one top-level metadata field; a list field passes when one element does."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KEY_FIELD_NUMBER: _builtins.int
+    EQUALS_FIELD_NUMBER: _builtins.int
+    ANY_OF_FIELD_NUMBER: _builtins.int
+    RANGE_FIELD_NUMBER: _builtins.int
+    key: _builtins.str
+    """1-64 letters, digits, '_' or '-'"""
+    @_builtins.property
+    def equals(self) -> _struct_pb2.Value:
+        """a string, boolean or integer, of the same type"""
+
+    @_builtins.property
+    def any_of(self) -> _struct_pb2.ListValue:
+        """equals one of these (1-64 values)"""
+
+    @_builtins.property
+    def range(self) -> Global___Range:
+        """a number (not a boolean) within these bounds"""
+
+    def __init__(
+        self,
+        *,
+        key: _builtins.str = ...,
+        equals: _struct_pb2.Value | None = ...,
+        any_of: _struct_pb2.ListValue | None = ...,
+        range: Global___Range | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["any_of", b"any_of", "equals", b"equals", "range", b"range", "test", b"test"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["any_of", b"any_of", "equals", b"equals", "key", b"key", "range", b"range", "test", b"test"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_test: _TypeAlias = _typing.Literal["equals", "any_of", "range"]  # noqa: Y015
+    _WhichOneofArgType_test: _TypeAlias = _typing.Literal["test", b"test"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_test) -> _WhichOneofReturnType_test | None: ...
+
+Global___Condition: _TypeAlias = Condition  # noqa: Y015
+
+@_typing.final
+class Range(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GT_FIELD_NUMBER: _builtins.int
+    GTE_FIELD_NUMBER: _builtins.int
+    LT_FIELD_NUMBER: _builtins.int
+    LTE_FIELD_NUMBER: _builtins.int
+    gt: _builtins.float
+    gte: _builtins.float
+    lt: _builtins.float
+    lte: _builtins.float
+    def __init__(
+        self,
+        *,
+        gt: _builtins.float | None = ...,
+        gte: _builtins.float | None = ...,
+        lt: _builtins.float | None = ...,
+        lte: _builtins.float | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_gt", b"_gt", "_gte", b"_gte", "_lt", b"_lt", "_lte", b"_lte", "gt", b"gt", "gte", b"gte", "lt", b"lt", "lte", b"lte"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_gt", b"_gt", "_gte", b"_gte", "_lt", b"_lt", "_lte", b"_lte", "gt", b"gt", "gte", b"gte", "lt", b"lt", "lte", b"lte"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__gt: _TypeAlias = _typing.Literal["gt"]  # noqa: Y015
+    _WhichOneofArgType__gt: _TypeAlias = _typing.Literal["_gt", b"_gt"]  # noqa: Y015
+    _WhichOneofReturnType__gte: _TypeAlias = _typing.Literal["gte"]  # noqa: Y015
+    _WhichOneofArgType__gte: _TypeAlias = _typing.Literal["_gte", b"_gte"]  # noqa: Y015
+    _WhichOneofReturnType__lt: _TypeAlias = _typing.Literal["lt"]  # noqa: Y015
+    _WhichOneofArgType__lt: _TypeAlias = _typing.Literal["_lt", b"_lt"]  # noqa: Y015
+    _WhichOneofReturnType__lte: _TypeAlias = _typing.Literal["lte"]  # noqa: Y015
+    _WhichOneofArgType__lte: _TypeAlias = _typing.Literal["_lte", b"_lte"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__gt) -> _WhichOneofReturnType__gt | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__gte) -> _WhichOneofReturnType__gte | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__lt) -> _WhichOneofReturnType__lt | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__lte) -> _WhichOneofReturnType__lte | None: ...
+
+Global___Range: _TypeAlias = Range  # noqa: Y015
 
 @_typing.final
 class Vector(_message.Message):
@@ -620,3 +743,85 @@ class VerifyResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___VerifyResponse: _TypeAlias = VerifyResponse  # noqa: Y015
+
+@_typing.final
+class FindDuplicatesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COLLECTION_FIELD_NUMBER: _builtins.int
+    MIN_SCORE_FIELD_NUMBER: _builtins.int
+    MAX_GROUPS_FIELD_NUMBER: _builtins.int
+    collection: _builtins.str
+    min_score: _builtins.float
+    """cosine, 0.5..1; 0 means 0.95"""
+    max_groups: _builtins.int
+    """0 means 100; at most 10,000"""
+    def __init__(
+        self,
+        *,
+        collection: _builtins.str = ...,
+        min_score: _builtins.float = ...,
+        max_groups: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["collection", b"collection", "max_groups", b"max_groups", "min_score", b"min_score"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FindDuplicatesRequest: _TypeAlias = FindDuplicatesRequest  # noqa: Y015
+
+@_typing.final
+class DuplicateGroup(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    IDS_FIELD_NUMBER: _builtins.int
+    MIN_SCORE_FIELD_NUMBER: _builtins.int
+    min_score: _builtins.float
+    """the weakest link that joined the group"""
+    @_builtins.property
+    def ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """sorted"""
+
+    def __init__(
+        self,
+        *,
+        ids: _abc.Iterable[_builtins.str] | None = ...,
+        min_score: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ids", b"ids", "min_score", b"min_score"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DuplicateGroup: _TypeAlias = DuplicateGroup  # noqa: Y015
+
+@_typing.final
+class FindDuplicatesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GROUPS_FIELD_NUMBER: _builtins.int
+    POINTS_SCANNED_FIELD_NUMBER: _builtins.int
+    GROUPS_FOUND_FIELD_NUMBER: _builtins.int
+    points_scanned: _builtins.int
+    groups_found: _builtins.int
+    """before max_groups cut the list"""
+    @_builtins.property
+    def groups(self) -> _containers.RepeatedCompositeFieldContainer[Global___DuplicateGroup]:
+        """the largest first"""
+
+    def __init__(
+        self,
+        *,
+        groups: _abc.Iterable[Global___DuplicateGroup] | None = ...,
+        points_scanned: _builtins.int = ...,
+        groups_found: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["groups", b"groups", "groups_found", b"groups_found", "points_scanned", b"points_scanned"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FindDuplicatesResponse: _TypeAlias = FindDuplicatesResponse  # noqa: Y015

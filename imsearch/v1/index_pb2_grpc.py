@@ -80,6 +80,11 @@ class IndexServiceStub:
                 request_serializer=imsearch_dot_v1_dot_index__pb2.VerifyRequest.SerializeToString,
                 response_deserializer=imsearch_dot_v1_dot_index__pb2.VerifyResponse.FromString,
                 _registered_method=True)
+        self.FindDuplicates = channel.unary_unary(
+                '/imsearch.v1.IndexService/FindDuplicates',
+                request_serializer=imsearch_dot_v1_dot_index__pb2.FindDuplicatesRequest.SerializeToString,
+                response_deserializer=imsearch_dot_v1_dot_index__pb2.FindDuplicatesResponse.FromString,
+                _registered_method=True)
 
 
 class IndexServiceServicer:
@@ -148,6 +153,14 @@ class IndexServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def FindDuplicates(self, request, context):
+        """Groups of near-duplicate points (cosine >= min_score), found with the HNSW graph from
+        every point in turn: a scan of the whole collection.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_IndexServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -195,6 +208,11 @@ def add_IndexServiceServicer_to_server(servicer, server):
                     servicer.Verify,
                     request_deserializer=imsearch_dot_v1_dot_index__pb2.VerifyRequest.FromString,
                     response_serializer=imsearch_dot_v1_dot_index__pb2.VerifyResponse.SerializeToString,
+            ),
+            'FindDuplicates': grpc.unary_unary_rpc_method_handler(
+                    servicer.FindDuplicates,
+                    request_deserializer=imsearch_dot_v1_dot_index__pb2.FindDuplicatesRequest.FromString,
+                    response_serializer=imsearch_dot_v1_dot_index__pb2.FindDuplicatesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -441,6 +459,33 @@ class IndexService:
             '/imsearch.v1.IndexService/Verify',
             imsearch_dot_v1_dot_index__pb2.VerifyRequest.SerializeToString,
             imsearch_dot_v1_dot_index__pb2.VerifyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FindDuplicates(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/imsearch.v1.IndexService/FindDuplicates',
+            imsearch_dot_v1_dot_index__pb2.FindDuplicatesRequest.SerializeToString,
+            imsearch_dot_v1_dot_index__pb2.FindDuplicatesResponse.FromString,
             options,
             channel_credentials,
             insecure,

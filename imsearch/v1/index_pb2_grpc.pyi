@@ -52,6 +52,10 @@ class IndexServiceStub:
     (to float16 precision) and metadata. With repair, the LSH store is rewritten from Qdrant
     (the source of truth) where they differ, without a restart.
     """
+    FindDuplicates: _grpc.UnaryUnaryMultiCallable[_index_pb2.FindDuplicatesRequest, _index_pb2.FindDuplicatesResponse]
+    """Groups of near-duplicate points (cosine >= min_score), found with the HNSW graph from
+    every point in turn: a scan of the whole collection.
+    """
 
 @_typing.type_check_only
 class IndexServiceAsyncStub(IndexServiceStub):
@@ -76,6 +80,10 @@ class IndexServiceAsyncStub(IndexServiceStub):
     """Audits a collection: Qdrant and the LSH store must hold the same ids with the same vectors
     (to float16 precision) and metadata. With repair, the LSH store is rewritten from Qdrant
     (the source of truth) where they differ, without a restart.
+    """
+    FindDuplicates: _aio.UnaryUnaryMultiCallable[_index_pb2.FindDuplicatesRequest, _index_pb2.FindDuplicatesResponse]  # type: ignore[assignment]
+    """Groups of near-duplicate points (cosine >= min_score), found with the HNSW graph from
+    every point in turn: a scan of the whole collection.
     """
 
 class IndexServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -152,6 +160,16 @@ class IndexServiceServicer(metaclass=_abc_1.ABCMeta):
         """Audits a collection: Qdrant and the LSH store must hold the same ids with the same vectors
         (to float16 precision) and metadata. With repair, the LSH store is rewritten from Qdrant
         (the source of truth) where they differ, without a restart.
+        """
+
+    @_abc_1.abstractmethod
+    def FindDuplicates(
+        self,
+        request: _index_pb2.FindDuplicatesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_index_pb2.FindDuplicatesResponse, _abc.Awaitable[_index_pb2.FindDuplicatesResponse]]:
+        """Groups of near-duplicate points (cosine >= min_score), found with the HNSW graph from
+        every point in turn: a scan of the whole collection.
         """
 
 def add_IndexServiceServicer_to_server(servicer: IndexServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

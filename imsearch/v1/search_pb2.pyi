@@ -9,6 +9,7 @@ from google.protobuf import message as _message
 from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from imsearch.v1 import encoder_pb2 as _encoder_pb2
 from imsearch.v1 import index_pb2 as _index_pb2
 import builtins as _builtins
 import sys
@@ -20,6 +21,23 @@ else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class _DuplicatePolicy:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _DuplicatePolicyEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_DuplicatePolicy.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    DUPLICATE_POLICY_ALLOW: _DuplicatePolicy.ValueType  # 0
+    DUPLICATE_POLICY_REPORT: _DuplicatePolicy.ValueType  # 1
+    DUPLICATE_POLICY_SKIP: _DuplicatePolicy.ValueType  # 2
+
+class DuplicatePolicy(_DuplicatePolicy, metaclass=_DuplicatePolicyEnumTypeWrapper): ...
+
+DUPLICATE_POLICY_ALLOW: DuplicatePolicy.ValueType  # 0
+DUPLICATE_POLICY_REPORT: DuplicatePolicy.ValueType  # 1
+DUPLICATE_POLICY_SKIP: DuplicatePolicy.ValueType  # 2
+Global___DuplicatePolicy: _TypeAlias = DuplicatePolicy  # noqa: Y015
 
 class _Rerank:
     ValueType = _typing.NewType("ValueType", _builtins.int)
@@ -74,11 +92,19 @@ class AddImageRequest(_message.Message):
     IMAGE_FIELD_NUMBER: _builtins.int
     METADATA_FIELD_NUMBER: _builtins.int
     COLLECTION_FIELD_NUMBER: _builtins.int
+    ON_DUPLICATE_FIELD_NUMBER: _builtins.int
+    DUPLICATE_MIN_SCORE_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """1..256 bytes; adding an existing id replaces it."""
     image: _builtins.bytes
     collection: _builtins.str
     """Empty: the default collection. In a stream every item names the same collection."""
+    on_duplicate: Global___DuplicatePolicy.ValueType
+    """Near-duplicates of stored images (or of earlier items of the same call): cosine at least
+    `duplicate_min_score` (0.5..1; unset: 0.95). REPORT stores the image and names them; SKIP
+    does not store it.
+    """
+    duplicate_min_score: _builtins.float
     @_builtins.property
     def metadata(self) -> _struct_pb2.Struct: ...
     def __init__(
@@ -88,29 +114,69 @@ class AddImageRequest(_message.Message):
         image: _builtins.bytes = ...,
         metadata: _struct_pb2.Struct | None = ...,
         collection: _builtins.str = ...,
+        on_duplicate: Global___DuplicatePolicy.ValueType = ...,
+        duplicate_min_score: _builtins.float | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["metadata", b"metadata"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_duplicate_min_score", b"_duplicate_min_score", "duplicate_min_score", b"duplicate_min_score", "metadata", b"metadata"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["collection", b"collection", "id", b"id", "image", b"image", "metadata", b"metadata"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_duplicate_min_score", b"_duplicate_min_score", "collection", b"collection", "duplicate_min_score", b"duplicate_min_score", "id", b"id", "image", b"image", "metadata", b"metadata", "on_duplicate", b"on_duplicate"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__duplicate_min_score: _TypeAlias = _typing.Literal["duplicate_min_score"]  # noqa: Y015
+    _WhichOneofArgType__duplicate_min_score: _TypeAlias = _typing.Literal["_duplicate_min_score", b"_duplicate_min_score"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__duplicate_min_score) -> _WhichOneofReturnType__duplicate_min_score | None: ...
+
+Global___AddImageRequest: _TypeAlias = AddImageRequest  # noqa: Y015
+
+@_typing.final
+class Duplicate(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    OF_FIELD_NUMBER: _builtins.int
+    SCORE_FIELD_NUMBER: _builtins.int
+    SKIPPED_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """the image added"""
+    of: _builtins.str
+    """the stored image it duplicates (or an earlier item of the call)"""
+    score: _builtins.float
+    """their cosine"""
+    skipped: _builtins.bool
+    """not stored (DUPLICATE_POLICY_SKIP)"""
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        of: _builtins.str = ...,
+        score: _builtins.float = ...,
+        skipped: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "of", b"of", "score", b"score", "skipped", b"skipped"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___AddImageRequest: _TypeAlias = AddImageRequest  # noqa: Y015
+Global___Duplicate: _TypeAlias = Duplicate  # noqa: Y015
 
 @_typing.final
 class AddImageResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     ID_FIELD_NUMBER: _builtins.int
+    DUPLICATES_FIELD_NUMBER: _builtins.int
     id: _builtins.str
+    @_builtins.property
+    def duplicates(self) -> _containers.RepeatedCompositeFieldContainer[Global___Duplicate]: ...
     def __init__(
         self,
         *,
         id: _builtins.str = ...,
+        duplicates: _abc.Iterable[Global___Duplicate] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["duplicates", b"duplicates", "id", b"id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -121,15 +187,20 @@ class AddImagesResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     ADDED_FIELD_NUMBER: _builtins.int
+    DUPLICATES_FIELD_NUMBER: _builtins.int
     added: _builtins.int
+    """stored (skipped duplicates not counted)"""
+    @_builtins.property
+    def duplicates(self) -> _containers.RepeatedCompositeFieldContainer[Global___Duplicate]: ...
     def __init__(
         self,
         *,
         added: _builtins.int = ...,
+        duplicates: _abc.Iterable[Global___Duplicate] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["added", b"added"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["added", b"added", "duplicates", b"duplicates"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -154,6 +225,8 @@ class SearchRequest(_message.Message):
     MIN_SCORE_FIELD_NUMBER: _builtins.int
     WITH_VECTORS_FIELD_NUMBER: _builtins.int
     OMIT_METADATA_FIELD_NUMBER: _builtins.int
+    BOX_FIELD_NUMBER: _builtins.int
+    WHERE_FIELD_NUMBER: _builtins.int
     image: _builtins.bytes
     top_k: _builtins.int
     """1..1000; 0 means 10."""
@@ -173,7 +246,7 @@ class SearchRequest(_message.Message):
     """return ids and scores only"""
     @_builtins.property
     def filter(self) -> _struct_pb2.Struct:
-        """Exact-match metadata filter: every key must equal its value."""
+        """Exact-match metadata filter: every key must equal its value (`where` says more)."""
 
     @_builtins.property
     def positive_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
@@ -188,6 +261,14 @@ class SearchRequest(_message.Message):
     def positive_images(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]: ...
     @_builtins.property
     def negative_images(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]: ...
+    @_builtins.property
+    def box(self) -> _encoder_pb2.Box:
+        """Search with only this region of `image` (as Google Lens lets a user draw one)."""
+
+    @_builtins.property
+    def where(self) -> _index_pb2.Filter:
+        """must / should / must_not conditions: equals, any_of, numeric range; with `filter`, both hold."""
+
     def __init__(
         self,
         *,
@@ -206,16 +287,60 @@ class SearchRequest(_message.Message):
         min_score: _builtins.float | None = ...,
         with_vectors: _builtins.bool = ...,
         omit_metadata: _builtins.bool = ...,
+        box: _encoder_pb2.Box | None = ...,
+        where: _index_pb2.Filter | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_min_score", b"_min_score", "filter", b"filter", "min_score", b"min_score"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_min_score", b"_min_score", "box", b"box", "filter", b"filter", "min_score", b"min_score", "where", b"where"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_min_score", b"_min_score", "collection", b"collection", "filter", b"filter", "image", b"image", "index", b"index", "min_score", b"min_score", "negative_ids", b"negative_ids", "negative_images", b"negative_images", "offset", b"offset", "omit_metadata", b"omit_metadata", "positive_ids", b"positive_ids", "positive_images", b"positive_images", "rerank", b"rerank", "strategy", b"strategy", "top_k", b"top_k", "with_vectors", b"with_vectors"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_min_score", b"_min_score", "box", b"box", "collection", b"collection", "filter", b"filter", "image", b"image", "index", b"index", "min_score", b"min_score", "negative_ids", b"negative_ids", "negative_images", b"negative_images", "offset", b"offset", "omit_metadata", b"omit_metadata", "positive_ids", b"positive_ids", "positive_images", b"positive_images", "rerank", b"rerank", "strategy", b"strategy", "top_k", b"top_k", "where", b"where", "with_vectors", b"with_vectors"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__min_score: _TypeAlias = _typing.Literal["min_score"]  # noqa: Y015
     _WhichOneofArgType__min_score: _TypeAlias = _typing.Literal["_min_score", b"_min_score"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType__min_score) -> _WhichOneofReturnType__min_score | None: ...
 
 Global___SearchRequest: _TypeAlias = SearchRequest  # noqa: Y015
+
+@_typing.final
+class SearchBatchRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    QUERIES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def queries(self) -> _containers.RepeatedCompositeFieldContainer[Global___SearchRequest]: ...
+    def __init__(
+        self,
+        *,
+        queries: _abc.Iterable[Global___SearchRequest] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["queries", b"queries"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SearchBatchRequest: _TypeAlias = SearchBatchRequest  # noqa: Y015
+
+@_typing.final
+class SearchBatchResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESPONSES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def responses(self) -> _containers.RepeatedCompositeFieldContainer[Global___SearchResponse]:
+        """one per query, in order"""
+
+    def __init__(
+        self,
+        *,
+        responses: _abc.Iterable[Global___SearchResponse] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["responses", b"responses"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SearchBatchResponse: _TypeAlias = SearchBatchResponse  # noqa: Y015
 
 @_typing.final
 class SearchResult(_message.Message):

@@ -71,6 +71,16 @@ class SearchServiceStub:
                 request_serializer=imsearch_dot_v1_dot_search__pb2.SearchRequest.SerializeToString,
                 response_deserializer=imsearch_dot_v1_dot_search__pb2.SearchResponse.FromString,
                 _registered_method=True)
+        self.SearchBatch = channel.unary_unary(
+                '/imsearch.v1.SearchService/SearchBatch',
+                request_serializer=imsearch_dot_v1_dot_search__pb2.SearchBatchRequest.SerializeToString,
+                response_deserializer=imsearch_dot_v1_dot_search__pb2.SearchBatchResponse.FromString,
+                _registered_method=True)
+        self.FindDuplicates = channel.unary_unary(
+                '/imsearch.v1.SearchService/FindDuplicates',
+                request_serializer=imsearch_dot_v1_dot_index__pb2.FindDuplicatesRequest.SerializeToString,
+                response_deserializer=imsearch_dot_v1_dot_index__pb2.FindDuplicatesResponse.FromString,
+                _registered_method=True)
         self.DeleteImages = channel.unary_unary(
                 '/imsearch.v1.SearchService/DeleteImages',
                 request_serializer=imsearch_dot_v1_dot_search__pb2.DeleteImagesRequest.SerializeToString,
@@ -142,6 +152,21 @@ class SearchServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SearchBatch(self, request, context):
+        """Many searches in one call (at most 64), answered in order: the images of the queries on
+        one model are encoded together. One bad query fails the call, its message naming it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def FindDuplicates(self, request, context):
+        """Groups of near-duplicate images in a collection (as Immich's duplicate detection).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def DeleteImages(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -198,6 +223,16 @@ def add_SearchServiceServicer_to_server(servicer, server):
                     servicer.Search,
                     request_deserializer=imsearch_dot_v1_dot_search__pb2.SearchRequest.FromString,
                     response_serializer=imsearch_dot_v1_dot_search__pb2.SearchResponse.SerializeToString,
+            ),
+            'SearchBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.SearchBatch,
+                    request_deserializer=imsearch_dot_v1_dot_search__pb2.SearchBatchRequest.FromString,
+                    response_serializer=imsearch_dot_v1_dot_search__pb2.SearchBatchResponse.SerializeToString,
+            ),
+            'FindDuplicates': grpc.unary_unary_rpc_method_handler(
+                    servicer.FindDuplicates,
+                    request_deserializer=imsearch_dot_v1_dot_index__pb2.FindDuplicatesRequest.FromString,
+                    response_serializer=imsearch_dot_v1_dot_index__pb2.FindDuplicatesResponse.SerializeToString,
             ),
             'DeleteImages': grpc.unary_unary_rpc_method_handler(
                     servicer.DeleteImages,
@@ -405,6 +440,60 @@ class SearchService:
             '/imsearch.v1.SearchService/Search',
             imsearch_dot_v1_dot_search__pb2.SearchRequest.SerializeToString,
             imsearch_dot_v1_dot_search__pb2.SearchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SearchBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/imsearch.v1.SearchService/SearchBatch',
+            imsearch_dot_v1_dot_search__pb2.SearchBatchRequest.SerializeToString,
+            imsearch_dot_v1_dot_search__pb2.SearchBatchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FindDuplicates(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/imsearch.v1.SearchService/FindDuplicates',
+            imsearch_dot_v1_dot_index__pb2.FindDuplicatesRequest.SerializeToString,
+            imsearch_dot_v1_dot_index__pb2.FindDuplicatesResponse.FromString,
             options,
             channel_credentials,
             insecure,

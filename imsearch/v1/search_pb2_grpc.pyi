@@ -51,6 +51,12 @@ class SearchServiceStub:
     trailing metadata `imsearch-items-stored` gives the count stored.
     """
     Search: _grpc.UnaryUnaryMultiCallable[_search_pb2.SearchRequest, _search_pb2.SearchResponse]
+    SearchBatch: _grpc.UnaryUnaryMultiCallable[_search_pb2.SearchBatchRequest, _search_pb2.SearchBatchResponse]
+    """Many searches in one call (at most 64), answered in order: the images of the queries on
+    one model are encoded together. One bad query fails the call, its message naming it.
+    """
+    FindDuplicates: _grpc.UnaryUnaryMultiCallable[_index_pb2.FindDuplicatesRequest, _index_pb2.FindDuplicatesResponse]
+    """Groups of near-duplicate images in a collection (as Immich's duplicate detection)."""
     DeleteImages: _grpc.UnaryUnaryMultiCallable[_search_pb2.DeleteImagesRequest, _search_pb2.DeleteImagesResponse]
     GetStats: _grpc.UnaryUnaryMultiCallable[_search_pb2.GetStatsRequest, _search_pb2.Stats]
     VerifyIndex: _grpc.UnaryUnaryMultiCallable[_index_pb2.VerifyRequest, _index_pb2.VerifyResponse]
@@ -78,6 +84,12 @@ class SearchServiceAsyncStub(SearchServiceStub):
     trailing metadata `imsearch-items-stored` gives the count stored.
     """
     Search: _aio.UnaryUnaryMultiCallable[_search_pb2.SearchRequest, _search_pb2.SearchResponse]  # type: ignore[assignment]
+    SearchBatch: _aio.UnaryUnaryMultiCallable[_search_pb2.SearchBatchRequest, _search_pb2.SearchBatchResponse]  # type: ignore[assignment]
+    """Many searches in one call (at most 64), answered in order: the images of the queries on
+    one model are encoded together. One bad query fails the call, its message naming it.
+    """
+    FindDuplicates: _aio.UnaryUnaryMultiCallable[_index_pb2.FindDuplicatesRequest, _index_pb2.FindDuplicatesResponse]  # type: ignore[assignment]
+    """Groups of near-duplicate images in a collection (as Immich's duplicate detection)."""
     DeleteImages: _aio.UnaryUnaryMultiCallable[_search_pb2.DeleteImagesRequest, _search_pb2.DeleteImagesResponse]  # type: ignore[assignment]
     GetStats: _aio.UnaryUnaryMultiCallable[_search_pb2.GetStatsRequest, _search_pb2.Stats]  # type: ignore[assignment]
     VerifyIndex: _aio.UnaryUnaryMultiCallable[_index_pb2.VerifyRequest, _index_pb2.VerifyResponse]  # type: ignore[assignment]
@@ -144,6 +156,24 @@ class SearchServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _search_pb2.SearchRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_search_pb2.SearchResponse, _abc.Awaitable[_search_pb2.SearchResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def SearchBatch(
+        self,
+        request: _search_pb2.SearchBatchRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_search_pb2.SearchBatchResponse, _abc.Awaitable[_search_pb2.SearchBatchResponse]]:
+        """Many searches in one call (at most 64), answered in order: the images of the queries on
+        one model are encoded together. One bad query fails the call, its message naming it.
+        """
+
+    @_abc_1.abstractmethod
+    def FindDuplicates(
+        self,
+        request: _index_pb2.FindDuplicatesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_index_pb2.FindDuplicatesResponse, _abc.Awaitable[_index_pb2.FindDuplicatesResponse]]:
+        """Groups of near-duplicate images in a collection (as Immich's duplicate detection)."""
 
     @_abc_1.abstractmethod
     def DeleteImages(

@@ -5,6 +5,8 @@ CPU work of one request overlaps inference of another.
 """
 
 import logging
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +21,7 @@ from services.encoder.backends.classic import ColorHistogramBackend, OrbBagOfWor
 from services.encoder.backends.onnxruntime import OnnxRuntimeBackend
 from services.encoder.backends.triton import TritonBackend
 from services.encoder.batcher import BatcherHooks, MicroBatcher
-from services.encoder.images import decode_image, preprocess
+from services.encoder.images import Region, crop_region, decode_image, preprocess, validate_region
 from services.encoder.model_spec import SPEC_FILE, ModelSpec
 from services.encoder.settings import EncoderSettings
 
@@ -105,10 +107,17 @@ class Encoder:
             raise NotFound(f"unknown model {name!r}; available: {', '.join(sorted(self.models))}")
         return loaded
 
-    def encode(self, model_name: str, images: list[bytes]) -> tuple[ModelSpec, np.ndarray]:
-        """Encoded image files -> (spec, L2-normalised (n, dim) float32 embeddings)."""
+    def encode(
+        self, model_name: str, images: list[bytes], regions: Sequence[Region | None] = ()
+    ) -> tuple[ModelSpec, np.ndarray]:
+        """Encoded image files -> (spec, L2-normalised (n, dim) float32 embeddings); with
+        `regions` (one per image, None for whole), only those parts of them."""
         if not images:
             raise InvalidArgument("no images given")
+        if regions and len(regions) != len(images):
+            raise InvalidArgument(
+                f"{len(regions)} regions for {len(images)} images: give one per image, or none"
+            )
         if len(images) > self.settings.max_images_per_request:
             raise InvalidArgument(
                 f"{len(images)} images in one request, over the limit of "
@@ -125,15 +134,27 @@ class Encoder:
                 reason = "expired" if isinstance(gone, DeadlineExceeded) else "cancelled"
                 self._metrics.dropped.labels(loaded.spec.name, reason).inc(len(images) - position)
                 raise
+            region = regions[position] if regions else None
+            try:
+                if region is not None:
+                    validate_region(region)
+            except InvalidArgument as exc:
+                raise InvalidArgument(f"image {position}: {exc}") from None
+            # JPEG draft decoding keeps enough resolution for the region to fill the model input.
+            target = (
+                prep.resize if region is None else math.ceil(prep.resize / min(region[2], region[3], 1.0))
+            )
             try:
                 with self._metrics.stage("decode"):
                     image = decode_image(
                         data,
                         self.settings.max_image_bytes,
                         self.settings.max_image_pixels,
-                        prep.resize,
+                        target,
                         self.settings.max_image_aspect_ratio,
                     )
+                    if region is not None:
+                        image = crop_region(image, region, self.settings.max_image_aspect_ratio)
             except InvalidArgument as exc:
                 raise InvalidArgument(f"image {position}: {exc}") from None
             with self._metrics.stage("preprocess"):

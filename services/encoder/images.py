@@ -9,6 +9,7 @@ image is ever larger than the source or the model input (a 1x10000 strip once be
 """
 
 import io
+import math
 import warnings
 
 import numpy as np
@@ -20,6 +21,7 @@ from services.encoder.model_spec import Preprocessing
 # Pillow's JPEG parser also opens the MPO files many phone cameras write (JPEG + extra frames).
 ACCEPTED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP")
 DEFAULT_MAX_ASPECT_RATIO = 32.0
+_EDGE = 1e-6  # float rounding at a region's far edge (x + width is 1.0000001)
 _SIXTEEN_BIT_MODES = frozenset({"I", "I;16", "I;16L", "I;16B", "I;16N"})
 
 
@@ -81,6 +83,46 @@ def _to_rgb(image: Image.Image) -> Image.Image:
 
 
 _RESAMPLE = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC}
+
+
+# A region as fractions of the image: (x, y, width, height).
+Region = tuple[float, float, float, float]
+
+
+def validate_region(region: Region) -> None:
+    """INVALID_ARGUMENT for a region not inside the image (or not finite)."""
+    x, y, width, height = region
+    inside = (
+        all(math.isfinite(v) for v in region)
+        and x >= 0
+        and y >= 0
+        and width > 0
+        and height > 0
+        and x + width <= 1 + _EDGE
+        and y + height <= 1 + _EDGE
+    )
+    if not inside:
+        raise InvalidArgument(
+            f"box (x={x:g}, y={y:g}, width={width:g}, height={height:g}) is not inside the image: "
+            "fractions of its size with 0 <= x, y, width and height > 0, x + width <= 1, y + height <= 1"
+        )
+
+
+def crop_region(
+    image: Image.Image, region: Region, max_aspect_ratio: float = DEFAULT_MAX_ASPECT_RATIO
+) -> Image.Image:
+    """The region's pixels (at least one); the region must have passed `validate_region`."""
+    x, y, width, height = region
+    columns, rows = image.size
+    left, top = min(math.floor(x * columns), columns - 1), min(math.floor(y * rows), rows - 1)
+    right = min(columns, max(left + 1, math.ceil((x + width) * columns - _EDGE)))
+    bottom = min(rows, max(top + 1, math.ceil((y + height) * rows - _EDGE)))
+    if max(right - left, bottom - top) > max_aspect_ratio * min(right - left, bottom - top):
+        raise InvalidArgument(
+            f"box is {right - left}x{bottom - top} pixels, "
+            f"an aspect ratio over the limit of {max_aspect_ratio:g}:1"
+        )
+    return image.crop((left, top, right, bottom))
 
 
 def centre_crop_box(width: int, height: int, spec: Preprocessing) -> tuple[float, float, float, float]:

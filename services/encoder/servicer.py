@@ -4,6 +4,7 @@ import grpc
 
 from imsearch.v1 import encoder_pb2, encoder_pb2_grpc
 from services.encoder.engine import Encoder
+from services.encoder.images import Region
 from services.encoder.model_spec import ModelSpec
 
 
@@ -26,6 +27,14 @@ def model_info(spec: ModelSpec, backend: str, is_default: bool) -> encoder_pb2.M
     )
 
 
+def regions_of(request: encoder_pb2.EncodeRequest) -> list[Region | None]:
+    """One region per image, None where the box is unset or zero-size (the whole image)."""
+    return [
+        (box.x, box.y, box.width, box.height) if (box.width or box.height or box.x or box.y) else None
+        for box in request.regions
+    ]
+
+
 class EncoderServicer(encoder_pb2_grpc.EncoderServiceServicer):
     def __init__(self, encoder: Encoder) -> None:
         self._encoder = encoder
@@ -33,7 +42,7 @@ class EncoderServicer(encoder_pb2_grpc.EncoderServiceServicer):
     def Encode(
         self, request: encoder_pb2.EncodeRequest, context: grpc.ServicerContext
     ) -> encoder_pb2.EncodeResponse:
-        spec, embeddings = self._encoder.encode(request.model, list(request.images))
+        spec, embeddings = self._encoder.encode(request.model, list(request.images), regions_of(request))
         return encoder_pb2.EncodeResponse(
             model=spec.name,
             dim=spec.dim,

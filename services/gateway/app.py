@@ -16,6 +16,8 @@ GatewayApp = ServiceApp[SearchPipeline]
 # What each public call needs; the internal services need admin for everything.
 METHOD_ROLES = {
     "Search": Role.SEARCH,
+    "SearchBatch": Role.SEARCH,
+    "FindDuplicates": Role.SEARCH,
     "GetStats": Role.SEARCH,
     "ListCollections": Role.SEARCH,
     "DescribeCollection": Role.SEARCH,

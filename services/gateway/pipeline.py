@@ -5,11 +5,11 @@ import logging
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import TypeVar
 
 import grpc
 import numpy as np
-from google.protobuf import struct_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from imsearch.core.deadline import current_deadline
@@ -20,23 +20,21 @@ from imsearch.core.errors import (
     InvalidArgument,
     ResourceExhausted,
 )
-from imsearch.core.index_kind import IndexKind
 from imsearch.core.metrics import ServiceMetrics
 from imsearch.core.validation import (
-    MAX_EXAMPLES,
-    MAX_TOP_K,
     validate_id,
     validate_ids,
     validate_name,
-    validate_page,
 )
 from imsearch.v1 import encoder_pb2, encoder_pb2_grpc, index_pb2, index_pb2_grpc, search_pb2
 from services.gateway.collections import Binding, CollectionBindings
+from services.gateway.duplicates import screen, threshold_of
+from services.gateway.queries import QueryPlan, SearchResult, plan_query, ranked_hits, vector_request
 from services.gateway.settings import GatewaySettings
 
 log = logging.getLogger(__name__)
 
-DEFAULT_TOP_K = 10
+MAX_BATCH_QUERIES = 64
 # Trailing metadata on a failed bulk add: how many of the stream's first items are stored.
 STORED_ITEMS_KEY = "imsearch-items-stored"
 
@@ -59,40 +57,52 @@ class BulkAddFailed(ImsearchError):
         return ((STORED_ITEMS_KEY, str(self.stored)),)
 
 
-@dataclass
-class RankedHit:
-    id: str
-    score: float
-    metadata: struct_pb2.Struct
-    vector: list[float]  # empty unless the search asked for vectors
-
-
-@dataclass
-class SearchResult:
-    hits: list[RankedHit]
-    reranked: bool
-    candidates_scored: int
-    binding: Binding  # the collection searched and its model
-
-
-def rerank(query: np.ndarray, hits: Sequence[index_pb2.Hit], top_k: int) -> list[RankedHit]:
-    """Exact cosine over the stored float32 vectors of the candidates, best first."""
-    if not hits:
-        return []
-    matrix = np.asarray([h.vector for h in hits], dtype=np.float32)
-    norms = np.maximum(np.linalg.norm(matrix, axis=1), 1e-12)
-    scores = (matrix @ query) / (norms * max(float(np.linalg.norm(query)), 1e-12))
-    order = np.argsort(-scores, kind="stable")[:top_k]
-    return [RankedHit(hits[i].id, float(scores[i]), hits[i].metadata, list(hits[i].vector)) for i in order]
-
-
 T = TypeVar("T")
+
+
+@dataclass
+class AddOutcome:
+    stored: int
+    duplicates: list[search_pb2.Duplicate]
+
+    def extend(self, more: "AddOutcome") -> None:
+        self.stored += more.stored
+        self.duplicates.extend(more.duplicates)
+
+
 # What the index answers when this gateway's binding of a collection is stale.
 _STALE_BINDING = frozenset({grpc.StatusCode.NOT_FOUND, grpc.StatusCode.FAILED_PRECONDITION})
 
 
 def status_of(exc: grpc.RpcError | ImsearchError) -> grpc.StatusCode:
     return exc.code if isinstance(exc, ImsearchError) else exc.code()
+
+
+def _naming(position: int, action: Callable[[], T]) -> T:
+    """Runs one query's step of a batch; its error, if any, says which query it was."""
+    try:
+        return action()
+    except grpc.RpcError as exc:
+        named = ImsearchError(f"query {position}: {exc.details()}")
+        named.code = exc.code()
+        raise named from None
+    except ImsearchError as exc:
+        exc.args = (f"query {position}: {exc}",)
+        raise
+
+
+def _naming_the_query(
+    error: grpc.RpcError, start: int, bounds: list[int], members: list[int]
+) -> ImsearchError | grpc.RpcError:
+    """The encoder's "image K: ..." (K in one call of a batch) as "query Q, image k: ..."."""
+    found = re.match(r"image (\d+): (.*)", error.details() or "", re.DOTALL)
+    if not found:
+        return error
+    position = start + int(found.group(1))
+    member = next(m for m in range(len(members)) if bounds[m] <= position < bounds[m + 1])
+    named = ImsearchError(f"query {members[member]}, image {position - bounds[member]}: {found.group(2)}")
+    named.code = error.code()
+    return named
 
 
 class SearchPipeline:
@@ -140,11 +150,11 @@ class SearchPipeline:
                 raise
             return action(fresh)
 
-    def encode(self, images: list[bytes], model: str) -> np.ndarray:
+    def encode(self, images: list[bytes], model: str, regions: Sequence[encoder_pb2.Box] = ()) -> np.ndarray:
         with self._metrics.stage("encode"):
             try:
                 response = self._encoder.Encode(
-                    encoder_pb2.EncodeRequest(model=model, images=images),
+                    encoder_pb2.EncodeRequest(model=model, images=images, regions=regions),
                     timeout=self._hop_timeout("encoding"),
                 )
             except grpc.RpcError as exc:
@@ -160,16 +170,21 @@ class SearchPipeline:
                 f"image is {len(item.image)} bytes, over the {self._settings.max_image_bytes}-byte limit"
             )
 
-    def add(self, items: Sequence[search_pb2.AddImageRequest], collection: str = "") -> int:
+    def add(self, items: Sequence[search_pb2.AddImageRequest], collection: str = "") -> AddOutcome:
         for item in items:
             self._check_item(item)
+            threshold_of(item)  # a bad duplicate policy fails before any encoding
 
-        def store(binding: Binding) -> int:
+        def store(binding: Binding) -> AddOutcome:
             vectors = self.encode([item.image for item in items], binding.model)
+            keep, duplicates = screen(items, vectors, partial(self._nearest_stored, binding))
             points = [
                 index_pb2.Point(id=item.id, vector=vector.tolist(), metadata=item.metadata)
-                for item, vector in zip(items, vectors, strict=True)
+                for item, vector, kept in zip(items, vectors, keep, strict=True)
+                if kept
             ]
+            if not points:
+                return AddOutcome(0, duplicates)
             with self._metrics.stage("index_upsert"):
                 response = self._index.Upsert(
                     index_pb2.UpsertRequest(
@@ -177,18 +192,36 @@ class SearchPipeline:
                     ),
                     timeout=self._hop_timeout("storing"),
                 )
-            return int(response.upserted)
+            return AddOutcome(int(response.upserted), duplicates)
 
         return self._bound(collection, store)
 
-    def add_stream(self, requests: Iterable[search_pb2.AddImageRequest]) -> int:
+    def _nearest_stored(
+        self, binding: Binding, vector: np.ndarray, min_score: float, leave_out: str
+    ) -> tuple[str, float] | None:
+        with self._metrics.stage("duplicate_check"):
+            response = self._index.Search(
+                index_pb2.SearchVectorRequest(
+                    collection=binding.collection,
+                    vector=vector.tolist(),
+                    top_k=2,
+                    min_score=min_score,
+                    model=binding.model,
+                ),
+                timeout=self._hop_timeout("checking for duplicates"),
+            )
+        hit = next((h for h in response.hits if h.id != leave_out), None)
+        return None if hit is None else (hit.id, float(hit.score))
+
+    def add_stream(self, requests: Iterable[search_pb2.AddImageRequest]) -> AddOutcome:
         """Adds a stream in batches (at most `add_batch` items and `add_batch_bytes` of images).
 
         The contract: on the first bad item the stream fails with BulkAddFailed, every item
-        before it stored and none after; its message names the item by stream position and id.
-        Every item goes to the collection the first one names.
+        before it stored (or skipped as a duplicate) and none after; its message names the item
+        by stream position and id. Every item goes to the collection the first one names.
         """
-        stored = 0
+        done = AddOutcome(0, [])
+        processed = 0
         seen: set[str] = set()
         batch: list[search_pb2.AddImageRequest] = []
         batch_bytes = 0
@@ -210,107 +243,119 @@ class SearchPipeline:
                         "one stream adds to one collection"
                     )
                 self._check_item(item)
+                threshold_of(item)
                 if item.id in seen:
                     raise InvalidArgument(f"id {item.id!r} appears twice in the stream")
             except (ImsearchError, grpc.RpcError) as exc:
-                stored += self._add_batch(batch, stored, collection or "")  # the good items before it stay
+                done.extend(
+                    self._add_batch(batch, processed, collection or "")
+                )  # the good items before it stay
                 raise BulkAddFailed(exc, position, item_id) from None
             seen.add(item.id)
             if batch and (
                 len(batch) == self._settings.add_batch
                 or batch_bytes + len(item.image) > self._settings.add_batch_bytes
             ):
-                stored += self._add_batch(batch, stored, collection)
+                done.extend(self._add_batch(batch, processed, collection))
+                processed += len(batch)
                 batch, batch_bytes = [], 0
             batch.append(item)
             batch_bytes += len(item.image)
-        return stored + self._add_batch(batch, stored, collection or "")
+        done.extend(self._add_batch(batch, processed, collection or ""))
+        return done
 
     def _add_batch(
         self, batch: list[search_pb2.AddImageRequest], first_position: int, collection: str
-    ) -> int:
+    ) -> AddOutcome:
         """Adds a batch whose first item is the stream's `first_position`th. If one item of it
         is bad (INVALID_ARGUMENT), the items before that one are added singly, then it fails."""
         if not batch:
-            return 0
+            return AddOutcome(0, [])
         try:
             return self.add(batch, collection)
         except (grpc.RpcError, ImsearchError) as exc:
             if status_of(exc) != grpc.StatusCode.INVALID_ARGUMENT or len(batch) == 1:
                 raise BulkAddFailed(exc, first_position, batch[0].id) from None
+        done = AddOutcome(0, [])
         for offset, item in enumerate(batch):  # find the bad one
             try:
-                self.add([item], collection)
+                done.extend(self.add([item], collection))
             except (grpc.RpcError, ImsearchError) as exc:
                 raise BulkAddFailed(exc, first_position + offset, item.id) from None
-        return len(batch)  # none failed alone (the batch's error was not about one item)
+        return done  # none failed alone (the batch's error was not about one item)
 
     def search(self, request: search_pb2.SearchRequest) -> SearchResult:
         """A search with one image, or by examples (stored ids and images, positive and
         negative). Rerank, when on, rescores a single image's candidates here."""
-        top_k = request.top_k or DEFAULT_TOP_K
-        index = IndexKind.from_proto(request.index)
-        min_score = request.min_score if request.HasField("min_score") else None
-        validate_page(top_k, request.offset, min_score)
-        if request.rerank not in search_pb2.Rerank.values():
-            raise InvalidArgument(f"unknown rerank mode {request.rerank}")
-        positives = [*([request.image] if request.image else []), *request.positive_images]
-        negatives = list(request.negative_images)
-        by_example = bool(
-            request.positive_ids or request.negative_ids or request.positive_images or negatives
+        return self._run(plan_query(request), encoded=None)
+
+    def search_batch(self, requests: Sequence[search_pb2.SearchRequest]) -> list[SearchResult]:
+        """Many searches in one call: the images of all queries that use one model go to the
+        encoder together (in calls of up to `max_batch_images`); then one index search each."""
+        if not 1 <= len(requests) <= MAX_BATCH_QUERIES:
+            raise InvalidArgument(f"a batch holds 1 to {MAX_BATCH_QUERIES} queries, got {len(requests)}")
+        plans = []
+        for position, request in enumerate(requests):
+            try:
+                plans.append(plan_query(request))
+            except ImsearchError as exc:
+                raise type(exc)(f"query {position}: {exc}") from None
+        bindings = [
+            _naming(position, partial(self.collections.resolve, plan.request.collection))
+            for position, plan in enumerate(plans)
+        ]
+        encoded: list[tuple[str, np.ndarray] | None] = [None] * len(plans)
+        for model in dict.fromkeys(b.model for b in bindings):
+            members = [i for i, b in enumerate(bindings) if b.model == model and plans[i].images]
+            if not members:
+                continue
+            for i, vectors in zip(members, self._encode_together(plans, members, model), strict=True):
+                encoded[i] = (model, vectors)
+        return [_naming(i, partial(self._run, plan, encoded[i])) for i, plan in enumerate(plans)]
+
+    def _encode_together(self, every: list[QueryPlan], members: list[int], model: str) -> list[np.ndarray]:
+        """The images of the member plans in as few encode calls as the limits allow; one
+        (n_images, dim) array per member, in order. A bad image's error names its query."""
+        plans = [every[i] for i in members]
+        images = [image for plan in plans for image in plan.images]
+        any_region = any(plan.regions for plan in plans)
+        regions = (
+            [region for plan in plans for region in (plan.regions or [encoder_pb2.Box()] * len(plan.images))]
+            if any_region
+            else []
         )
-        if not (by_example or request.image):
-            raise InvalidArgument("give an image to search with, or examples (positive_ids, positive_images)")
-        counts = (len(positives) + len(request.positive_ids), len(negatives) + len(request.negative_ids))
-        if max(counts) > MAX_EXAMPLES:  # before encoding any of them
-            raise InvalidArgument(
-                f"at most {MAX_EXAMPLES} positive and {MAX_EXAMPLES} negative examples, "
-                f"got {counts[0]} and {counts[1]}"
-            )
-        do_rerank = not by_example and (
-            request.rerank == search_pb2.RERANK_ON
-            or (request.rerank == search_pb2.RERANK_DEFAULT and index is IndexKind.LSH)
-        )
-        wanted = top_k + request.offset
+        bounds = [int(b) for b in np.cumsum([0, *(len(plan.images) for plan in plans)])]
+        chunk = self._settings.max_batch_images
+        parts = []
+        for start in range(0, len(images), chunk):
+            try:
+                parts.append(
+                    self.encode(images[start : start + chunk], model, regions[start : start + chunk])
+                )
+            except grpc.RpcError as exc:
+                raise _naming_the_query(exc, start, bounds, members) from None
+        vectors = np.concatenate(parts)
+        return [vectors[bounds[i] : bounds[i + 1]] for i in range(len(plans))]
+
+    def _run(self, plan: QueryPlan, encoded: tuple[str, np.ndarray] | None) -> SearchResult:
+        """One plan against the index; `encoded`: its images already encoded, with that model."""
 
         def run(binding: Binding) -> SearchResult:
-            vectors = self.encode([*positives, *negatives], binding.model) if positives or negatives else None
-            query = index_pb2.SearchVectorRequest(
-                collection=binding.collection,
-                index=index.to_proto(),
-                filter=request.filter,
-                model=binding.model,
-                with_vectors=do_rerank or request.with_vectors,
-            )
-            if by_example:
-                found = [] if vectors is None else [index_pb2.Vector(values=v.tolist()) for v in vectors]
-                query.positive_ids.extend(request.positive_ids)
-                query.negative_ids.extend(request.negative_ids)
-                query.positive_vectors.extend(found[: len(positives)])
-                query.negative_vectors.extend(found[len(positives) :])
-                query.strategy = request.strategy
-            else:
-                assert vectors is not None
-                query.vector.extend(vectors[0].tolist())
-            if do_rerank:  # page after rescoring: fetch from the top
-                query.top_k = min(MAX_TOP_K, wanted * self._settings.rerank_factor)
-            else:
-                query.top_k, query.offset = top_k, request.offset
-                if min_score is not None:
-                    query.min_score = min_score
+            if encoded is not None and encoded[0] == binding.model:
+                vectors: np.ndarray | None = encoded[1]
+            else:  # not encoded yet, or with a model the collection is no longer bound to
+                vectors = self.encode(plan.images, binding.model, plan.regions) if plan.images else None
+            query = vector_request(plan, binding, vectors, self._settings.rerank_factor)
             with self._metrics.stage("index_search"):
                 response = self._index.Search(query, timeout=self._hop_timeout("searching"))
-            if do_rerank:
-                assert vectors is not None
+            if plan.rerank:
                 with self._metrics.stage("rerank"):
-                    hits = rerank(vectors[0], response.hits, wanted)[request.offset :]
-                if min_score is not None:
-                    hits = [h for h in hits if h.score >= min_score]
+                    hits = ranked_hits(plan, response, vectors)
             else:
-                hits = [RankedHit(h.id, h.score, h.metadata, list(h.vector)) for h in response.hits]
-            return SearchResult(hits, do_rerank, int(response.candidates_scored), binding)
+                hits = ranked_hits(plan, response, vectors)
+            return SearchResult(hits, plan.rerank, int(response.candidates_scored), binding)
 
-        return self._bound(request.collection, run)
+        return self._bound(plan.request.collection, run)
 
     def delete(self, ids: Sequence[str], collection: str = "") -> int:
         validate_ids(ids)
@@ -331,6 +376,17 @@ class SearchPipeline:
                 collection=self.collections.resolve(collection).collection, repair=repair
             ),
             timeout=self._hop_timeout("verifying", cap=3600.0),  # reads every point: may be long
+        )
+        return response
+
+    def find_duplicates(self, request: index_pb2.FindDuplicatesRequest) -> index_pb2.FindDuplicatesResponse:
+        binding = self.collections.resolve(request.collection)
+        forwarded = index_pb2.FindDuplicatesRequest()
+        forwarded.CopyFrom(request)
+        forwarded.collection = binding.collection
+        response: index_pb2.FindDuplicatesResponse = self._index.FindDuplicates(
+            forwarded,
+            timeout=self._hop_timeout("finding duplicates", cap=3600.0),  # a whole scan
         )
         return response
 

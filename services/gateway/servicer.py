@@ -7,6 +7,26 @@ import grpc
 from imsearch.core.index_kind import IndexKind
 from imsearch.v1 import index_pb2, search_pb2, search_pb2_grpc
 from services.gateway.pipeline import SearchPipeline
+from services.gateway.queries import SearchResult
+
+
+def response_of(request: search_pb2.SearchRequest, result: SearchResult) -> search_pb2.SearchResponse:
+    return search_pb2.SearchResponse(
+        results=[
+            search_pb2.SearchResult(
+                id=h.id,
+                score=h.score,
+                metadata=None if request.omit_metadata else h.metadata,
+                vector=h.vector if request.with_vectors else [],
+            )
+            for h in result.hits
+        ],
+        model=result.binding.model,
+        collection=result.binding.collection,
+        index=IndexKind.from_proto(request.index).to_proto(),  # the index used (the default resolved)
+        reranked=result.reranked,
+        candidates_scored=result.candidates_scored,
+    )
 
 
 class SearchServicer(search_pb2_grpc.SearchServiceServicer):
@@ -36,34 +56,33 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
     def AddImage(
         self, request: search_pb2.AddImageRequest, context: grpc.ServicerContext
     ) -> search_pb2.AddImageResponse:
-        self._pipeline.add([request], request.collection)
-        return search_pb2.AddImageResponse(id=request.id)
+        outcome = self._pipeline.add([request], request.collection)
+        return search_pb2.AddImageResponse(id=request.id, duplicates=outcome.duplicates)
 
     def AddImages(
         self, request_iterator: Iterator[search_pb2.AddImageRequest], context: grpc.ServicerContext
     ) -> search_pb2.AddImagesResponse:
-        return search_pb2.AddImagesResponse(added=self._pipeline.add_stream(request_iterator))
+        outcome = self._pipeline.add_stream(request_iterator)
+        return search_pb2.AddImagesResponse(added=outcome.stored, duplicates=outcome.duplicates)
+
+    def FindDuplicates(
+        self, request: index_pb2.FindDuplicatesRequest, context: grpc.ServicerContext
+    ) -> index_pb2.FindDuplicatesResponse:
+        return self._pipeline.find_duplicates(request)
 
     def Search(
         self, request: search_pb2.SearchRequest, context: grpc.ServicerContext
     ) -> search_pb2.SearchResponse:
-        index = IndexKind.from_proto(request.index)
-        result = self._pipeline.search(request)
-        return search_pb2.SearchResponse(
-            results=[
-                search_pb2.SearchResult(
-                    id=h.id,
-                    score=h.score,
-                    metadata=None if request.omit_metadata else h.metadata,
-                    vector=h.vector if request.with_vectors else [],
-                )
-                for h in result.hits
-            ],
-            model=result.binding.model,
-            collection=result.binding.collection,
-            index=index.to_proto(),  # the index actually used (the default resolved)
-            reranked=result.reranked,
-            candidates_scored=result.candidates_scored,
+        return response_of(request, self._pipeline.search(request))
+
+    def SearchBatch(
+        self, request: search_pb2.SearchBatchRequest, context: grpc.ServicerContext
+    ) -> search_pb2.SearchBatchResponse:
+        results = self._pipeline.search_batch(list(request.queries))
+        return search_pb2.SearchBatchResponse(
+            responses=[
+                response_of(query, result) for query, result in zip(request.queries, results, strict=True)
+            ]
         )
 
     def DeleteImages(

@@ -23,6 +23,7 @@ class GatewaySettings(ServiceSettings):
     collection: str = ""  # empty: named after the model
     rerank_factor: int = 4  # rerank scores this many times top_k candidates
     add_batch: int = 16  # images per encode call in a bulk add
+    max_batch_images: int = 64  # images per encode call in a batch search (the encoder's own limit)
     add_batch_bytes: int = 32 * 1024 * 1024  # and at most this many image bytes (gRPC caps at 64 MiB)
     max_image_bytes: int = 20 * 1024 * 1024  # per image, as the encoder's own limit
     rpc_timeout_s: float = 30.0  # per downstream call; less when the caller's deadline is nearer

@@ -33,6 +33,7 @@ from imsearch.core.validation import (
     validate_page,
 )
 from services.index.disk_guard import DiskGuard
+from services.index.duplicates import DuplicateGroups, find_groups
 from services.index.examples import Examples, ExampleStrategy, average_query, best_scores
 from services.index.point_digest import digest_of, point_digest
 from services.index.stores.base import (
@@ -85,6 +86,9 @@ class Audit:
 
 AUDIT_SAMPLE = 20
 AUDIT_BATCH = 512
+# Near-duplicates: each point's this many nearest neighbours are compared with the threshold.
+DUPLICATE_NEIGHBOURS = 10
+MAX_DUPLICATE_GROUPS = 10_000
 # Best-score search gathers this many times the hits wanted around each positive example.
 BEST_SCORE_FANOUT = 4
 
@@ -535,6 +539,23 @@ class IndexEngine:
             )
         outcome.hits = _page(outcome.hits, offset, top_k, min_score, leave_out=examples.ids)
         return outcome
+
+    def find_duplicates(self, collection: str, min_score: float, max_groups: int) -> DuplicateGroups:
+        """Groups of points with cosine >= min_score to another of the group (HNSW neighbours)."""
+        if not 0.5 <= min_score <= 1.0:
+            raise InvalidArgument(f"min_score for duplicates must be between 0.5 and 1, got {min_score}")
+        if not 1 <= max_groups <= MAX_DUPLICATE_GROUPS:
+            raise InvalidArgument(
+                f"max_groups must be between 1 and {MAX_DUPLICATE_GROUPS}, got {max_groups}"
+            )
+        self._dim(collection)
+
+        def neighbours(point: StoredPoint) -> list[ScoredPoint]:
+            return self._vectors.search(collection, point.vector, DUPLICATE_NEIGHBOURS, None, False, False)
+
+        batches = self._vectors.iter_points(collection, AUDIT_BATCH, with_vectors=True)
+        with self._metrics.stage("find_duplicates"):
+            return find_groups(batches, neighbours, min_score, max_groups)
 
     def _example_matrix(
         self, collection: str, ids: list[str], vectors: list[np.ndarray], kind: str

@@ -5,8 +5,9 @@ from collections.abc import Iterable
 import grpc
 import numpy as np
 
+from imsearch.core.filters import parse_filter
 from imsearch.core.index_kind import IndexKind
-from imsearch.core.structs import parse_filter, to_dict, to_struct
+from imsearch.core.structs import to_dict, to_struct
 from imsearch.core.validation import validate_name
 from imsearch.v1 import index_pb2, index_pb2_grpc
 from services.index.engine import IndexEngine
@@ -91,7 +92,7 @@ class IndexServicer(index_pb2_grpc.IndexServiceServicer):
         arguments = (
             request.top_k,
             IndexKind.from_proto(request.index),
-            parse_filter(request.filter),
+            parse_filter(request.filter, request.where if request.HasField("where") else None),
             request.with_vectors,
             request.offset,
             request.min_score if request.HasField("min_score") else None,
@@ -113,6 +114,18 @@ class IndexServicer(index_pb2_grpc.IndexServiceServicer):
                 for h in outcome.hits
             ],
             candidates_scored=outcome.candidates_scored,
+        )
+
+    def FindDuplicates(
+        self, request: index_pb2.FindDuplicatesRequest, context: grpc.ServicerContext
+    ) -> index_pb2.FindDuplicatesResponse:
+        found = self._engine.find_duplicates(
+            require_collection(request.collection), request.min_score or 0.95, request.max_groups or 100
+        )
+        return index_pb2.FindDuplicatesResponse(
+            groups=[index_pb2.DuplicateGroup(ids=ids, min_score=score) for ids, score in found.groups],
+            points_scanned=found.points_scanned,
+            groups_found=found.groups_found,
         )
 
     def GetVectors(

@@ -62,6 +62,16 @@ def code_of(call: Callable[[], Any]) -> grpc.StatusCode:
 
 GATEWAY_CALLS: dict[str, tuple[str, Callable[[search_pb2_grpc.SearchServiceStub], Any]]] = {
     "Search": ("search", lambda s: s.Search(search_pb2.SearchRequest(image=jpeg(1)), timeout=30)),
+    "SearchBatch": (
+        "search",
+        lambda s: s.SearchBatch(
+            search_pb2.SearchBatchRequest(queries=[search_pb2.SearchRequest(image=jpeg(1))]), timeout=30
+        ),
+    ),
+    "FindDuplicates": (
+        "search",
+        lambda s: s.FindDuplicates(index_pb2.FindDuplicatesRequest(), timeout=30),
+    ),
     "GetStats": ("search", lambda s: s.GetStats(search_pb2.GetStatsRequest(), timeout=30)),
     "AddImage": (
         "write",

@@ -1,13 +1,14 @@
 """What the index service needs from a vector store; Qdrant embedded and server both provide it."""
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
 
-# Metadata filter: every key must equal its value (str, int or bool).
-MetadataFilter = Mapping[str, str | int | bool]
+from imsearch.core.filters import Filter
+
+MetadataFilter = Filter  # imsearch.core.filters: must / should / must_not conditions
 
 
 @dataclass(frozen=True)

@@ -20,8 +20,9 @@ from imsearch.core.validation import is_valid_name, validate_name
 from services.index.stores.base import CollectionSpec, MetadataFilter, ScoredPoint, StoredPoint
 from services.index.stores.qdrant_payload import (
     MATCH_KEY,
-    filter_tokens,
+    Lowered,
     in_request_order,
+    lower,
     payload_for,
     point_uuid,
     scored_point,
@@ -35,14 +36,25 @@ log = logging.getLogger(__name__)
 SPEC_FILE = "imsearch-collection.json"
 
 
+def _edge_condition(lowered: Lowered) -> qe.FieldCondition:
+    if lowered.range is not None:
+        bounds = lowered.range
+        return qe.FieldCondition(
+            key=lowered.key, range=qe.RangeFloat(gte=bounds.gte, gt=bounds.gt, lte=bounds.lte, lt=bounds.lt)
+        )
+    if len(lowered.tokens) == 1:
+        return qe.FieldCondition(key=lowered.key, match=qe.MatchValue(lowered.tokens[0]))
+    return qe.FieldCondition(key=lowered.key, match=qe.MatchAny(list(lowered.tokens)))
+
+
 def _edge_filter(metadata_filter: MetadataFilter | None) -> qe.Filter | None:
     if not metadata_filter:
         return None
+    lowered = lower(metadata_filter)
     return qe.Filter(
-        must=[
-            qe.FieldCondition(key=MATCH_KEY, match=qe.MatchValue(token))
-            for token in filter_tokens(metadata_filter)
-        ]
+        must=[_edge_condition(c) for c in lowered.must] or None,
+        should=[_edge_condition(c) for c in lowered.should] or None,
+        must_not=[_edge_condition(c) for c in lowered.must_not] or None,
     )
 
 
@@ -99,6 +111,8 @@ class QdrantEdgeStore:
                     f"collection {name!r} has a shard directory that did not load; see the index log"
                 )
             shard = qe.EdgeShard.create(str(path), self._config(spec.dim))
+            # Every equals / any_of condition matches this keyword field: index it.
+            shard.update(qe.UpdateOperation.create_field_index(MATCH_KEY, qe.KeywordIndexParams()))
             write_spec(path, spec)
             self._shards[name], self._specs[name] = shard, spec
 

@@ -2,20 +2,25 @@
 
 Qdrant wants integer or UUID point ids; ours are strings, mapped by a stable UUIDv5. The
 caller's id and metadata live in the payload: {"id": ..., "metadata": {...}, "match": [...],
-"digest": ...}, the digest being the one the LSH store keeps too (services.index.point_digest).
+"numbers": {...}, "digest": ..., "layout": 2}, the digest being the one the LSH store keeps too
+(services.index.point_digest).
 
 "match" holds one typed keyword per filterable field value (`color=s:red`, `flag=b:true`,
-`n=i:3`, one per list element), and every filter is matched against it. Matching the raw
-metadata would follow Qdrant's own typing, which differs from the LSH store's and between
-bindings (qdrant-edge-py turns a boolean match into an integer one, so `true` matched `1`).
+`n=i:3`, one per list element): equals and any_of conditions are matched against it. Matching
+the raw metadata would follow Qdrant's own typing, which differs from the LSH store's and
+between bindings (qdrant-edge-py turns a boolean match into an integer one, so `true` matched
+`1`). "numbers" holds each field's numbers (not booleans) as a list, for range conditions.
+A point written before this layout reads back without a digest, so reconcile rewrites it.
 """
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from imsearch.core.filters import Condition, Range
 from imsearch.core.structs import FILTER_KEY
 from services.index.point_digest import digest_of
 from services.index.stores.base import MetadataFilter, ScoredPoint, StoredPoint
@@ -24,7 +29,9 @@ ID_NAMESPACE = uuid.UUID("6f1d3c52-6f4e-4a55-9b1a-1a5f3f0e2b7d")
 ID_KEY = "id"
 METADATA_KEY = "metadata"
 MATCH_KEY = "match"
+NUMBERS_KEY = "numbers"
 DIGEST_KEY = "digest"
+LAYOUT_KEY, LAYOUT = "layout", 2
 
 
 def point_uuid(point_id: str) -> str:
@@ -54,9 +61,50 @@ def match_tokens(metadata: dict[str, Any]) -> list[str]:
     return sorted(tokens)
 
 
-def filter_tokens(metadata_filter: MetadataFilter) -> list[str]:
-    tokens = [match_token(key, value) for key, value in metadata_filter.items()]
-    return [t for t in tokens if t is not None]
+def number_fields(metadata: dict[str, Any]) -> dict[str, list[float]]:
+    numbers: dict[str, list[float]] = {}
+    for key, value in metadata.items():
+        if not FILTER_KEY.match(key):
+            continue
+        found = [v for v in (value if isinstance(value, list) else [value]) if _is_number(v)]
+        if found:
+            numbers[key] = found
+    return numbers
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+@dataclass(frozen=True)
+class Lowered:
+    """A condition as Qdrant sees it: a keyword match (one token or any of several) on
+    MATCH_KEY, or a float range on NUMBERS_KEY.<field>."""
+
+    key: str
+    tokens: tuple[str, ...] = ()
+    range: Range | None = None
+
+
+@dataclass(frozen=True)
+class LoweredFilter:
+    must: list[Lowered]
+    should: list[Lowered]
+    must_not: list[Lowered]
+
+
+def lower(metadata_filter: MetadataFilter) -> LoweredFilter:
+    def one(condition: Condition) -> Lowered:
+        if condition.range is not None:
+            return Lowered(f"{NUMBERS_KEY}.{condition.key}", range=condition.range)
+        tokens = (match_token(condition.key, value) for value in condition.any_of)
+        return Lowered(MATCH_KEY, tokens=tuple(t for t in tokens if t is not None))
+
+    return LoweredFilter(
+        [one(c) for c in metadata_filter.must],
+        [one(c) for c in metadata_filter.should],
+        [one(c) for c in metadata_filter.must_not],
+    )
 
 
 def payload_for(point: StoredPoint) -> dict[str, Any]:
@@ -64,7 +112,9 @@ def payload_for(point: StoredPoint) -> dict[str, Any]:
         ID_KEY: point.id,
         METADATA_KEY: point.metadata,
         MATCH_KEY: match_tokens(point.metadata),
+        NUMBERS_KEY: number_fields(point.metadata),
         DIGEST_KEY: digest_of(point),
+        LAYOUT_KEY: LAYOUT,
     }
 
 
@@ -72,7 +122,9 @@ def stored_point(record: Any) -> StoredPoint:
     """A retrieved record (either adapter's type: both have .payload and .vector)."""
     payload = record.payload or {}
     vector = np.asarray(record.vector if record.vector is not None else [], dtype=np.float32)
-    return StoredPoint(payload[ID_KEY], vector, payload.get(METADATA_KEY, {}), payload.get(DIGEST_KEY))
+    current = payload.get(LAYOUT_KEY) == LAYOUT  # else: no digest, so reconcile rewrites it
+    digest = payload.get(DIGEST_KEY) if current else None
+    return StoredPoint(payload[ID_KEY], vector, payload.get(METADATA_KEY, {}), digest)
 
 
 def in_request_order(records: Any, ids: Sequence[str]) -> list[StoredPoint]:

@@ -15,8 +15,9 @@ from imsearch.core.errors import NotFound, Unavailable
 from services.index.stores.base import CollectionSpec, MetadataFilter, ScoredPoint, StoredPoint
 from services.index.stores.qdrant_payload import (
     MATCH_KEY,
-    filter_tokens,
+    Lowered,
     in_request_order,
+    lower,
     payload_for,
     point_uuid,
     scored_point,
@@ -53,14 +54,25 @@ class _TransientAsUnavailable:
         return wrapped
 
 
+def _client_condition(lowered: Lowered) -> models.FieldCondition:
+    if lowered.range is not None:
+        bounds = lowered.range
+        return models.FieldCondition(
+            key=lowered.key, range=models.Range(gte=bounds.gte, gt=bounds.gt, lte=bounds.lte, lt=bounds.lt)
+        )
+    if len(lowered.tokens) == 1:
+        return models.FieldCondition(key=lowered.key, match=models.MatchValue(value=lowered.tokens[0]))
+    return models.FieldCondition(key=lowered.key, match=models.MatchAny(any=list(lowered.tokens)))
+
+
 def _client_filter(metadata_filter: MetadataFilter | None) -> models.Filter | None:
     if not metadata_filter:
         return None
+    lowered = lower(metadata_filter)
     return models.Filter(
-        must=[
-            models.FieldCondition(key=MATCH_KEY, match=models.MatchValue(value=token))
-            for token in filter_tokens(metadata_filter)
-        ]
+        must=[_client_condition(c) for c in lowered.must] or None,
+        should=[_client_condition(c) for c in lowered.should] or None,
+        must_not=[_client_condition(c) for c in lowered.must_not] or None,
     )
 
 
@@ -99,6 +111,8 @@ class QdrantServerStore:
             hnsw_config=self._hnsw,
             metadata={MODEL_KEY: spec.model},  # Qdrant's collection metadata (1.16+)
         )
+        # Every equals / any_of condition matches this keyword field: index it.
+        self._client.create_payload_index(name, MATCH_KEY, models.PayloadSchemaType.KEYWORD)
 
     def drop_collection(self, name: str) -> bool:
         return bool(self._client.collection_exists(name) and self._client.delete_collection(name))

@@ -43,7 +43,6 @@ import numpy as np
 import redis
 
 from imsearch.core.errors import NotFound
-from imsearch.core.structs import field_matches
 from imsearch.core.validation import validate_name
 from services.index.point_digest import digest_of
 from services.index.stores.base import MetadataFilter, ScoredPoint, StoredPoint
@@ -85,12 +84,6 @@ class _Collection:
     params: LshParams
     planes: np.ndarray  # (tables * bits, dim)
     centre: np.ndarray | None
-
-
-def matches(metadata: dict[str, Any], metadata_filter: MetadataFilter | None) -> bool:
-    return not metadata_filter or all(
-        k in metadata and field_matches(metadata[k], v) for k, v in metadata_filter.items()
-    )
 
 
 def probe_flips(margins: np.ndarray, probes: int) -> np.ndarray:
@@ -328,7 +321,7 @@ class RedisLshStore:
         metadata: dict[str, dict[str, Any]] | None = None  # read up front only to filter
         if metadata_filter:  # filter first, so the shortlist holds only points that may be returned
             metadata = self._metadata(collection, candidates)
-            candidates = [c for c in candidates if c in metadata and matches(metadata[c], metadata_filter)]
+            candidates = [c for c in candidates if c in metadata and metadata_filter.matches(metadata[c])]
         shortlist = candidates
         limit = max(state.params.rescore, top_k)
         if state.centre is not None and state.params.rescore and len(candidates) > limit:

@@ -170,3 +170,16 @@ def listening_addresses(port: int) -> set[str]:
 def test_metrics_listen_on_loopback_by_default(encoder_app: EncoderApp) -> None:
     assert encoder_app.metrics_port
     assert listening_addresses(encoder_app.metrics_port) == {"0100007F"}  # 127.0.0.1, not 0.0.0.0
+
+
+def test_regions_come_one_per_image(stub: encoder_pb2_grpc.EncoderServiceStub) -> None:
+    whole, box = encoder_pb2.Box(), encoder_pb2.Box(x=0.25, y=0.25, width=0.5, height=0.5)
+    with pytest.raises(grpc.RpcError) as error:
+        stub.Encode(encoder_pb2.EncodeRequest(images=[jpeg(1), jpeg(2)], regions=[box]))
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "1 regions for 2 images" in error.value.details()
+    both = stub.Encode(encoder_pb2.EncodeRequest(images=[jpeg(1), jpeg(1)], regions=[whole, box]))
+    plain = encode(stub, jpeg(1))[0]
+    first, second = (np.asarray(e.values) for e in both.embeddings)
+    np.testing.assert_allclose(first, plain, atol=1e-5)  # an unset box: the whole image
+    assert float(second @ plain) < 0.999  # the centre quarter is another picture

@@ -1,16 +1,19 @@
 """Richer queries through the gateway: by example (ids and images, two strategies), paging,
 score cut-off, vectors and metadata on request, and their bad inputs."""
 
+import io
 import math
 from collections.abc import Callable, Iterator
 
 import grpc
 import numpy as np
 import pytest
+from PIL import Image
 
 from cli.suite import Suite
 from imsearch.client import SearchClient
 from imsearch.v1 import search_pb2, search_pb2_grpc
+from imsearch.v1.encoder_pb2 import Box
 from tests.helpers import jpeg
 
 GALLERY = 30
@@ -85,6 +88,36 @@ def test_min_score_cuts_off_and_vectors_and_metadata_are_on_request(client: Sear
     assert client.search(jpeg(1), top_k=1).results[0].vector == []
 
 
+@pytest.mark.parametrize("index", INDEXES)
+def test_structured_filters_reach_every_index(client: SearchClient, index: str) -> None:
+    where = {
+        "must": [{"key": "n", "range": {"gte": 10, "lt": 20}}],
+        "must_not": [{"key": "n", "any_of": [12, 13]}],
+    }
+    hits = ids(client.search(jpeg(15), top_k=GALLERY, index=index, where=where))
+    assert hits[0] == "g15" and set(hits) <= {f"g{i}" for i in range(10, 20)} - {"g12", "g13"}
+    assert len(hits) == 8 or index == "lsh"  # LSH returns what its buckets hold
+
+
+def side_by_side(left: bytes, right: bytes) -> bytes:
+    """One PNG holding two photos next to each other (lossless, so each half keeps its pixels)."""
+    halves = [Image.open(io.BytesIO(data)).convert("RGB") for data in (left, right)]
+    both = Image.new("RGB", (halves[0].width + halves[1].width, halves[0].height))
+    both.paste(halves[0], (0, 0))
+    both.paste(halves[1], (halves[0].width, 0))
+    buffer = io.BytesIO()
+    both.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_a_box_searches_only_its_region(client: SearchClient) -> None:
+    photo = side_by_side(jpeg(4), jpeg(11))
+    left = client.search(photo, top_k=1, index="exact", box=(0, 0, 0.5, 1)).results[0]
+    right = client.search(photo, top_k=1, index="exact", box=(0.5, 0, 0.5, 1.0)).results[0]
+    assert (left.id, right.id) == ("g4", "g11")
+    assert left.score > 0.999 and right.score > 0.999  # the very pixels that were stored
+
+
 def error(call: Callable[[], object]) -> grpc.RpcError:
     with pytest.raises(grpc.RpcError) as raised:
         call()
@@ -106,6 +139,11 @@ def error(call: Callable[[], object]) -> grpc.RpcError:
         ({"image": jpeg(), "min_score": 1.5}, "INVALID_ARGUMENT", "min_score must be between -1 and 1"),
         ({"image": jpeg(), "min_score": float("nan")}, "INVALID_ARGUMENT", "min_score must be between -1 and 1"),
         ({"positive_images": [b"not an image"]}, "INVALID_ARGUMENT", "not a decodable image"),
+        ({"image": jpeg(), "box": Box(x=0.8, width=0.5, height=1)}, "INVALID_ARGUMENT", "is not inside the image"),
+        ({"image": jpeg(), "box": Box(x=0.1, y=0.1)}, "INVALID_ARGUMENT", "is not inside the image"),
+        ({"image": jpeg(), "box": Box(width=float("nan"), height=1)}, "INVALID_ARGUMENT", "is not inside the image"),
+        ({"image": jpeg(), "box": Box(width=0.01, height=1)}, "INVALID_ARGUMENT", "aspect ratio over the limit"),
+        ({"positive_ids": ["g1"], "box": Box(width=0.5, height=0.5)}, "INVALID_ARGUMENT", "give the image too"),
     ],
 )  # fmt: skip
 def test_bad_queries_get_their_code(
@@ -114,4 +152,65 @@ def test_bad_queries_get_their_code(
     request = search_pb2.SearchRequest(**request_)
     stub = search_pb2_grpc.SearchServiceStub(grpc.insecure_channel(suite.address))
     failed = error(lambda: stub.Search(request))
+    assert (failed.code().name, message in (failed.details() or "")) == (code, True), failed.details()
+
+
+def encode_calls(suite: Suite) -> float:
+    labels = {"grpc_service": "imsearch.v1.EncoderService", "grpc_method": "Encode", "grpc_code": "OK"}
+    return suite.encoder.metrics.registry.get_sample_value("grpc_server_handled_total", labels) or 0.0
+
+
+def test_a_batch_answers_each_query_in_order_with_one_encode_call(suite: Suite, client: SearchClient) -> None:
+    queries: list[dict[str, object]] = [
+        {"image": jpeg(2), "top_k": 3, "index": "exact"},
+        {"like": ["g5"], "top_k": 3, "index": "exact"},
+        {"image": side_by_side(jpeg(4), jpeg(11)), "box": (0.5, 0, 0.5, 1), "top_k": 3, "index": "exact"},
+        {"image": jpeg(7), "like_images": [jpeg(8)], "top_k": 3, "index": "lsh"},
+    ]
+    singly = [ids(client.search(**query)) for query in queries]
+    before = encode_calls(suite)
+    together = client.search_batch(queries)
+    assert encode_calls(suite) == before + 1  # five images of three queries, one call
+    assert [ids(r) for r in together] == singly
+    assert [r.results[0].id for r in together] == ["g2", singly[1][0], "g11", singly[3][0]]
+
+
+@pytest.mark.parametrize(
+    ("queries", "code", "message"),
+    [
+        ([], "INVALID_ARGUMENT", "a batch holds 1 to 64 queries, got 0"),
+        ([search_pb2.SearchRequest(image=jpeg())] * 65, "INVALID_ARGUMENT", "got 65"),
+        (
+            [search_pb2.SearchRequest(image=jpeg()), search_pb2.SearchRequest(image=jpeg(), top_k=2000)],
+            "INVALID_ARGUMENT",
+            "query 1: top_k must be between 1 and 1000",
+        ),
+        (
+            [
+                search_pb2.SearchRequest(image=jpeg(), positive_images=[jpeg()]),
+                search_pb2.SearchRequest(image=b"bad"),
+            ],
+            "INVALID_ARGUMENT",
+            "query 1, image 0: data is not a decodable image",
+        ),
+        (
+            [
+                search_pb2.SearchRequest(image=jpeg()),
+                search_pb2.SearchRequest(image=jpeg(), collection="nope"),
+            ],
+            "NOT_FOUND",
+            "query 1: collection 'nope' does not exist",
+        ),
+        (
+            [search_pb2.SearchRequest(positive_ids=["missing"])],
+            "NOT_FOUND",
+            "query 0: positive example 'missing' is not in collection",
+        ),
+    ],
+)
+def test_a_bad_query_fails_the_batch_naming_it(
+    suite: Suite, client: SearchClient, queries: list[search_pb2.SearchRequest], code: str, message: str
+) -> None:
+    stub = search_pb2_grpc.SearchServiceStub(grpc.insecure_channel(suite.address))
+    failed = error(lambda: stub.SearchBatch(search_pb2.SearchBatchRequest(queries=queries)))
     assert (failed.code().name, message in (failed.details() or "")) == (code, True), failed.details()

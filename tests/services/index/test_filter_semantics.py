@@ -1,9 +1,9 @@
-"""One filter semantics on every index: hnsw, exact and lsh agree with the reference rule
-(`imsearch.core.structs.field_matches`) on a collection large enough that HNSW is built and
-LSH probes its buckets."""
+"""One filter semantics on every index: hnsw, exact and lsh agree with a reference written out
+here case by case (imsearch.core.filters states the rule) on a collection large enough that
+HNSW is built and LSH probes its buckets."""
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import grpc
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from devtools.embedded_redis import EmbeddedRedis
-from imsearch.core.structs import field_matches, to_struct
+from imsearch.core.structs import to_struct
 from imsearch.v1 import index_pb2, index_pb2_grpc
 from services.index.app import start_index
 from services.index.settings import IndexSettings
@@ -26,22 +26,81 @@ def metadata_of(i: int) -> dict[str, Any]:
         "flag": [True, 1, False, 0, "true"][i % 5],  # booleans, integers and a string apart
         "n": i % 7,
         "nested": {"x": i % 2},
+        "price": round((i * 0.37) % 10, 2),
+        "sizes": [i % 4, i % 4 + 0.5],
     }
 
 
-FILTERS: list[dict[str, Any]] = [
-    {"color": "red"},
-    {"tags": "a"},
-    {"tags": "c", "n": 3},
-    {"flag": True},
-    {"flag": 1},
-    {"flag": "true"},
-    {"flag": 0},
-    {"flag": False},
-    {"n": 3, "color": "blue"},
-    {"missing": "x"},
-    {"nested": 1},  # an object never equals a scalar
-]
+def same(stored: Any, wanted: Any) -> bool:
+    """Equal with the same type, or, for a list, one element so (`true` is not `1`)."""
+    if isinstance(stored, list):
+        return any(same(element, wanted) for element in stored)
+    return type(stored) is type(wanted) and stored == wanted
+
+
+def number_in(stored: Any, low: float, high: float) -> bool:
+    values = stored if isinstance(stored, list) else [stored]
+    return any(isinstance(v, int | float) and not isinstance(v, bool) and low <= v < high for v in values)
+
+
+def equals(key: str, value: Any) -> index_pb2.Condition:
+    condition = index_pb2.Condition(key=key)
+    condition.equals.CopyFrom(to_struct({"v": value}).fields["v"])
+    return condition
+
+
+def any_of(key: str, *values: Any) -> index_pb2.Condition:
+    condition = index_pb2.Condition(key=key)
+    condition.any_of.SetInParent()  # an empty list is still a test: its values are checked
+    condition.any_of.extend(values)
+    return condition
+
+
+def between(key: str, **bounds: float) -> index_pb2.Condition:
+    return index_pb2.Condition(key=key, range=index_pb2.Range(**bounds))
+
+
+Reference = Callable[[dict[str, Any]], bool]
+# (name, the `filter` Struct, the structured `where`, what it means)
+CASES: list[tuple[str, dict[str, Any], index_pb2.Filter | None, Reference]] = [
+    ("color red", {"color": "red"}, None, lambda m: m["color"] == "red"),
+    ("tags a (a list)", {"tags": "a"}, None, lambda m: "a" in m["tags"]),
+    ("tags c and n 3", {"tags": "c", "n": 3}, None, lambda m: "c" in m["tags"] and m["n"] == 3),
+    ("flag true", {"flag": True}, None, lambda m: m["flag"] is True),
+    ("flag 1", {"flag": 1}, None, lambda m: same(m["flag"], 1)),
+    ("flag 'true'", {"flag": "true"}, None, lambda m: m["flag"] == "true"),
+    ("flag 0", {"flag": 0}, None, lambda m: same(m["flag"], 0)),
+    ("flag false", {"flag": False}, None, lambda m: m["flag"] is False),
+    ("n 3, color blue", {"n": 3, "color": "blue"}, None, lambda m: m["n"] == 3 and m["color"] == "blue"),
+    ("missing field", {"missing": "x"}, None, lambda m: False),
+    ("object never equals", {"nested": 1}, None, lambda m: False),
+    ("any_of red, blue", {}, index_pb2.Filter(must=[any_of("color", "red", "blue")]), lambda m: m["color"] != "green"),
+    (
+        "should n 3 or green",
+        {},
+        index_pb2.Filter(should=[equals("n", 3), equals("color", "green")]),
+        lambda m: m["n"] == 3 or m["color"] == "green",
+    ),
+    ("must_not tags a", {}, index_pb2.Filter(must_not=[equals("tags", "a")]), lambda m: "a" not in m["tags"]),
+    ("n in [2, 5)", {}, index_pb2.Filter(must=[between("n", gte=2, lt=5)]), lambda m: 2 <= m["n"] < 5),
+    (
+        "price in (3.5, 7.25]",
+        {},
+        index_pb2.Filter(must=[between("price", gt=3.5, lte=7.25)]),
+        lambda m: 3.5 < m["price"] <= 7.25,
+    ),
+    ("a list of numbers", {}, index_pb2.Filter(must=[between("sizes", gte=3.2)]), lambda m: number_in(m["sizes"], 3.2, 99)),
+    ("booleans are no numbers", {}, index_pb2.Filter(must=[between("flag", gte=1, lte=1)]), lambda m: same(m["flag"], 1)),
+    (
+        "filter and where together",
+        {"color": "red"},
+        index_pb2.Filter(
+            must_not=[any_of("n", 1, 2)], should=[between("price", lt=2), equals("tags", "c")]
+        ),
+        lambda m: m["color"] == "red" and m["n"] not in (1, 2) and (m["price"] < 2 or "c" in m["tags"]),
+    ),
+    ("should on a missing field", {}, index_pb2.Filter(should=[equals("missing", 1)]), lambda m: False),
+]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -72,45 +131,52 @@ def stub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[index_pb2_grpc.In
     redis_server.stop()
 
 
-def reference(metadata_filter: dict[str, Any]) -> set[str]:
-    return {
-        f"p{i}"
-        for i in range(SIZE)
-        if all(
-            k in metadata_of(i) and field_matches(metadata_of(i)[k], v) for k, v in metadata_filter.items()
-        )
-    }
+def reference(means: Reference) -> set[str]:
+    return {f"p{i}" for i in range(SIZE) if means(metadata_of(i))}
 
 
-def found(stub: index_pb2_grpc.IndexServiceStub, kind: int, metadata_filter: dict[str, Any]) -> set[str]:
+def request(
+    vector: list[float], top_k: int, kind: int, legacy: dict[str, Any], where: index_pb2.Filter | None
+) -> index_pb2.SearchVectorRequest:
+    return index_pb2.SearchVectorRequest(
+        collection="f", vector=vector, top_k=top_k, index=kind, filter=to_struct(legacy), where=where
+    )
+
+
+def found(
+    stub: index_pb2_grpc.IndexServiceStub,
+    kind: int,
+    legacy: dict[str, Any],
+    where: index_pb2.Filter | None = None,
+) -> set[str]:
     query = np.random.default_rng(1).standard_normal(DIM).tolist()
-    response = stub.Search(
-        index_pb2.SearchVectorRequest(
-            collection="f", vector=query, top_k=1000, index=kind, filter=to_struct(metadata_filter)
-        )
-    )
-    return {hit.id for hit in response.hits}
+    return {hit.id for hit in stub.Search(request(query, 1000, kind, legacy, where)).hits}
 
 
-def nearest(stub: index_pb2_grpc.IndexServiceStub, kind: int, i: int, metadata_filter: dict[str, Any]) -> str:
+def nearest(
+    stub: index_pb2_grpc.IndexServiceStub,
+    kind: int,
+    i: int,
+    legacy: dict[str, Any],
+    where: index_pb2.Filter | None,
+) -> str:
     vector = np.random.default_rng(0).standard_normal((SIZE, DIM)).astype(np.float32)[i]
-    response = stub.Search(
-        index_pb2.SearchVectorRequest(
-            collection="f", vector=vector.tolist(), top_k=1, index=kind, filter=to_struct(metadata_filter)
-        )
-    )
+    response = stub.Search(request(vector.tolist(), 1, kind, legacy, where))
     return response.hits[0].id if response.hits else ""
 
 
-@pytest.mark.parametrize("metadata_filter", FILTERS, ids=[str(f) for f in FILTERS])
+@pytest.mark.parametrize(("legacy", "where", "means"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
 def test_every_index_means_the_same_by_a_filter(
-    stub: index_pb2_grpc.IndexServiceStub, metadata_filter: dict[str, Any]
+    stub: index_pb2_grpc.IndexServiceStub,
+    legacy: dict[str, Any],
+    where: index_pb2.Filter | None,
+    means: Reference,
 ) -> None:
-    expected = reference(metadata_filter)
+    expected = reference(means)
     assert len(expected) < 1000
-    assert found(stub, index_pb2.INDEX_KIND_EXACT, metadata_filter) == expected
-    hnsw = found(stub, index_pb2.INDEX_KIND_HNSW, metadata_filter)
-    lsh = found(stub, index_pb2.INDEX_KIND_LSH, metadata_filter)
+    assert found(stub, index_pb2.INDEX_KIND_EXACT, legacy, where) == expected
+    hnsw = found(stub, index_pb2.INDEX_KIND_HNSW, legacy, where)
+    lsh = found(stub, index_pb2.INDEX_KIND_LSH, legacy, where)
     assert hnsw <= expected and lsh <= expected  # nothing outside the semantics, on any index
     if expected:  # HNSW is approximate but filtered: nearly all matching points are found
         assert len(hnsw) >= 0.9 * len(expected)
@@ -118,11 +184,33 @@ def test_every_index_means_the_same_by_a_filter(
     # queried by its own vector comes first, a point that does not match never comes back.
     for i in range(0, SIZE, 97):
         kinds = (index_pb2.INDEX_KIND_HNSW, index_pb2.INDEX_KIND_EXACT, index_pb2.INDEX_KIND_LSH)
-        top = [nearest(stub, kind, i, metadata_filter) for kind in kinds]
+        top = [nearest(stub, kind, i, legacy, where) for kind in kinds]
         if f"p{i}" in expected:
             assert top == [f"p{i}"] * 3, (i, top)
         else:
             assert f"p{i}" not in top, (i, top)
+
+
+@pytest.mark.parametrize(
+    ("where", "message"),
+    [
+        (index_pb2.Filter(must=[index_pb2.Condition(key="n")]), "has no test"),
+        (index_pb2.Filter(must=[any_of("n")]), "needs 1 to 64 values"),
+        (index_pb2.Filter(must=[between("n")]), "has no bound"),
+        (index_pb2.Filter(must=[between("n", gt=float("nan"))]), "finite"),
+        (index_pb2.Filter(should=[equals("a.b", 1)]), "filter key"),
+        (index_pb2.Filter(must_not=[equals("n", 0.5)]), "string, boolean or integer"),
+        (index_pb2.Filter(must=[equals("n", 1)] * 33), "at most 32 conditions"),
+    ],
+)
+def test_bad_structured_filters_are_invalid(
+    stub: index_pb2_grpc.IndexServiceStub, where: index_pb2.Filter, message: str
+) -> None:
+    for kind in (index_pb2.INDEX_KIND_HNSW, index_pb2.INDEX_KIND_EXACT, index_pb2.INDEX_KIND_LSH):
+        with pytest.raises(grpc.RpcError) as error:
+            found(stub, kind, {}, where)
+        assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert message in (error.value.details() or ""), error.value.details()
 
 
 @pytest.mark.parametrize("key", ["[", "a..b", "a.b", "x" * 65, "ü", "a b", "$"])

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import redis
 
+from imsearch.core.filters import Filter
 from services.index.stores.base import StoredPoint
 from services.index.stores.redis_lsh import LshParams, RedisLshStore
 
@@ -68,7 +69,7 @@ def test_signature_shortlist_keeps_recall_while_rescoring_few(redis_client: redi
 def test_a_filter_applies_before_the_shortlist(redis_client: redis.Redis) -> None:
     vectors = clustered(2000)
     store = store_with(redis_client, vectors, tables=12, bits=10, full_scan_threshold=0, rescore=20)
-    result = store.search("c", vectors[1], 10, {"parity": 1})
+    result = store.search("c", vectors[1], 10, Filter.of({"parity": 1}))
     assert len(result.hits) == 10 and all(int(h.id) % 2 == 1 for h in result.hits)
     assert result.hits[0].id == "1" and result.hits[0].metadata == {"parity": 1}
 
@@ -91,7 +92,7 @@ def test_delete_and_filter(redis_client: redis.Redis) -> None:
     store.delete("c", ["1", "2", "missing"])
     assert store.count("c") == 28
     assert {"1", "2"}.isdisjoint(i for batch in store.iter_ids("c") for i in batch)
-    result = store.search("c", vectors[3], 30, {"parity": 1})
+    result = store.search("c", vectors[3], 30, Filter.of({"parity": 1}))
     assert result.candidates == result.rescored == 14  # small collection: all 14 odd ids scored
     assert result.hits and all(int(h.id) % 2 == 1 for h in result.hits)
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from imsearch.core.filters import Filter
 from services.index.stores.base import CollectionSpec, StoredPoint, VectorStore
 from services.index.stores.qdrant_edge import SPEC_FILE, QdrantEdgeStore
 from services.index.stores.qdrant_server import QdrantServerStore
@@ -47,7 +48,7 @@ def test_exact_search_matches_brute_force(store: VectorStore) -> None:
 
 def test_filter_and_metadata(store: VectorStore) -> None:
     query = np.random.default_rng(6).standard_normal(DIM).astype(np.float32)
-    hits = store.search("c", query, 5, {"label": "l1"}, exact=True, with_vectors=True)
+    hits = store.search("c", query, 5, Filter.of({"label": "l1"}), exact=True, with_vectors=True)
     assert [h.id for h in hits] == expected_top(query, 5, keep={i for i in range(300) if i % 3 == 1})
     assert all(h.metadata["label"] == "l1" for h in hits)
     assert all(h.vector is not None and h.vector.shape == (DIM,) for h in hits)

@@ -15,6 +15,7 @@ import redis
 
 from devtools.embedded_redis import EmbeddedRedis
 from imsearch.core.errors import Unavailable
+from imsearch.core.filters import Filter
 from imsearch.core.index_kind import IndexKind
 from imsearch.core.metrics import ServiceMetrics
 from services.index.engine import IndexEngine
@@ -188,7 +189,7 @@ def test_start_up_finds_replaced_points_by_digest_and_backfills_old_points(
             )
         )
         raw.hdel("imsearch:lsh:c:dig", f"p{i}")
-    assert engine.search("c", vec(5), 30, IndexKind.EXACT, {"group": 2}, False).hits[0].id != "p5"
+    assert engine.search("c", vec(5), 30, IndexKind.EXACT, Filter.of({"group": 2}), False).hits[0].id != "p5"
     engine.close()
 
     engine = open_engine()  # start-up reconciles by digest
@@ -197,4 +198,4 @@ def test_start_up_finds_replaced_points_by_digest_and_backfills_old_points(
     assert lsh_ids(engine, 2)[0] == "p2" and lsh_ids(engine, 900)[0] != "p2"
     # Backfilled: the old points now filter like every other (typed match keywords) on each index.
     for kind in (IndexKind.EXACT, IndexKind.HNSW, IndexKind.LSH):
-        assert engine.search("c", vec(5), 1, kind, {"group": 2}, False).hits[0].id == "p5"
+        assert engine.search("c", vec(5), 1, kind, Filter.of({"group": 2}), False).hits[0].id == "p5"
