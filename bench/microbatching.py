@@ -46,7 +46,7 @@ def model_alone(
     """Median ms per image of the default model's runtime called directly, per batch size."""
     encoder = Encoder(settings, ServiceMetrics("bench"))
     loaded = encoder.model("")
-    prep = loaded.spec.preprocessing
+    prep = loaded.spec.image_preprocessing
     size = prep.crop_size
     shape = (3, size, size) if prep.layout == "NCHW" else (size, size, 3)
     pixels = np.random.default_rng(0).standard_normal((max(batches), *shape)).astype(np.float32)

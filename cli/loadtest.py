@@ -44,10 +44,11 @@ def add_loadtest_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--index", choices=[kind.value for kind in IndexKind], default=IndexKind.HNSW.value)
     parser.add_argument(
         "--query",
-        choices=["image", "like", "best-score"],
+        choices=["image", "like", "best-score", "text"],
         default="image",
-        help="by image, or by a stored id as example (average or best-score strategy; the ids "
-        "of --images as `imsearch index` named them)",
+        help="by image; by a stored id as example (average or best-score strategy; the ids "
+        "of --images as `imsearch index` named them); or by text ('a photo of <folder name>', "
+        "for a CLIP collection)",
     )
     parser.add_argument("--collection", default="", help="collection (default: the gateway's default one)")
     parser.add_argument("--warmup", type=int, default=5, help="requests sent before measuring")
@@ -97,6 +98,8 @@ def load_queries(folder: Path | None, kind: str = "image", limit: int = 200) -> 
     random.Random(0).shuffle(found)
     if kind == "image":
         return [{"image": path.read_bytes()} for _, path, _ in found[:limit]]
+    if kind == "text":
+        return [{"text": f"a photo of {label}"} for label in sorted({label for _, _, label in found})]
     strategy = "best_score" if kind == "best-score" else "average_vector"
     return [{"like": [image_id], "strategy": strategy} for image_id, _, _ in found[:limit]]
 

@@ -110,7 +110,12 @@ def cmd_collections(args: argparse.Namespace) -> None:
         for info in client.list_collections():
             print(describe(info))
     elif args.action == "create":
-        print("created " + describe(client.create_collection(args.name, args.model or "")))
+        params = {
+            name: value
+            for name in ("lsh_tables", "lsh_bits", "hnsw_m", "hnsw_ef_construct")
+            if (value := getattr(args, name))
+        }
+        print("created " + describe(client.create_collection(args.name, args.model or "", **params)))
     elif args.action == "describe":
         print(describe(client.describe_collection(args.name)))
     elif client.drop_collection(args.name):
@@ -122,8 +127,8 @@ def cmd_collections(args: argparse.Namespace) -> None:
 
 def cmd_search(args: argparse.Namespace) -> None:
     client = connect(args)
-    if args.image is None and not args.like:
-        sys.exit("give an IMAGE, or stored ids with --like")
+    if args.image is None and not args.like and not args.text:
+        sys.exit("give an IMAGE, a --text, or stored ids with --like")
     response = client.search(
         args.image.read_bytes() if args.image else None,
         args.top_k,
@@ -139,6 +144,7 @@ def cmd_search(args: argparse.Namespace) -> None:
         min_score=args.min_score,
         box=args.box,
         where=json.loads(args.where) if args.where else None,
+        text=args.text or "",
     )
     rows: list[dict[str, Any]] = [
         {"id": r.id, "score": round(r.score, 6), "metadata": to_dict(r.metadata)} for r in response.results
@@ -311,6 +317,8 @@ def build_parser() -> argparse.ArgumentParser:
     collections.add_argument("action", choices=["create", "list", "describe", "drop"])
     collections.add_argument("name", nargs="?", default="", help="the collection (not for list)")
     collections.add_argument("--model", default=None, help="create: a model the encoder serves")
+    for name in ("lsh-tables", "lsh-bits", "hnsw-m", "hnsw-ef-construct"):
+        collections.add_argument(f"--{name}", type=int, default=0, help="create: this index parameter")
     collections.set_defaults(func=cmd_collections)
 
     index = with_collection(client_parser("index", "add the images under folders (label = folder name)"))
@@ -336,6 +344,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     search = with_collection(client_parser("search", "find images similar to IMAGE, or to stored ones"))
     search.add_argument("image", type=Path, nargs="?", help="query image (one more positive with --like)")
+    search.add_argument("--text", default=None, help='text-to-image: "red dress" (a CLIP collection)')
     search.add_argument("--like", action="append", default=[], metavar="ID", help="a stored positive example")
     search.add_argument(
         "--unlike", action="append", default=[], metavar="ID", help="a stored negative example"

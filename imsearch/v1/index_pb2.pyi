@@ -105,26 +105,64 @@ class EnsureCollectionRequest(_message.Message):
     COLLECTION_FIELD_NUMBER: _builtins.int
     DIM_FIELD_NUMBER: _builtins.int
     MODEL_FIELD_NUMBER: _builtins.int
+    PARAMS_FIELD_NUMBER: _builtins.int
     collection: _builtins.str
     dim: _builtins.int
     model: _builtins.str
     """The model whose embeddings the collection holds (recorded, then checked on every write
     and search that names one); empty: not bound.
     """
+    @_builtins.property
+    def params(self) -> Global___IndexParams:
+        """Index parameters of a new collection; 0: the index service's settings."""
+
     def __init__(
         self,
         *,
         collection: _builtins.str = ...,
         dim: _builtins.int = ...,
         model: _builtins.str = ...,
+        params: Global___IndexParams | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["params", b"params"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["collection", b"collection", "dim", b"dim", "model", b"model"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["collection", b"collection", "dim", b"dim", "model", b"model", "params", b"params"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___EnsureCollectionRequest: _TypeAlias = EnsureCollectionRequest  # noqa: Y015
+
+@_typing.final
+class IndexParams(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LSH_TABLES_FIELD_NUMBER: _builtins.int
+    LSH_BITS_FIELD_NUMBER: _builtins.int
+    HNSW_M_FIELD_NUMBER: _builtins.int
+    HNSW_EF_CONSTRUCT_FIELD_NUMBER: _builtins.int
+    lsh_tables: _builtins.int
+    """1-256"""
+    lsh_bits: _builtins.int
+    """1-24 hyperplanes per table"""
+    hnsw_m: _builtins.int
+    """4-128 links per node"""
+    hnsw_ef_construct: _builtins.int
+    """8-1024"""
+    def __init__(
+        self,
+        *,
+        lsh_tables: _builtins.int = ...,
+        lsh_bits: _builtins.int = ...,
+        hnsw_m: _builtins.int = ...,
+        hnsw_ef_construct: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["hnsw_ef_construct", b"hnsw_ef_construct", "hnsw_m", b"hnsw_m", "lsh_bits", b"lsh_bits", "lsh_tables", b"lsh_tables"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___IndexParams: _TypeAlias = IndexParams  # noqa: Y015
 
 @_typing.final
 class UpsertRequest(_message.Message):
@@ -565,6 +603,8 @@ class CollectionInfo(_message.Message):
     LSH_TABLES_FIELD_NUMBER: _builtins.int
     LSH_BITS_FIELD_NUMBER: _builtins.int
     MODEL_FIELD_NUMBER: _builtins.int
+    HNSW_M_FIELD_NUMBER: _builtins.int
+    HNSW_EF_CONSTRUCT_FIELD_NUMBER: _builtins.int
     collection: _builtins.str
     dim: _builtins.int
     points: _builtins.int
@@ -576,6 +616,9 @@ class CollectionInfo(_message.Message):
     lsh_bits: _builtins.int
     model: _builtins.str
     """The model whose embeddings it holds; empty for a collection made before models were bound."""
+    hnsw_m: _builtins.int
+    """0: the service's default"""
+    hnsw_ef_construct: _builtins.int
     def __init__(
         self,
         *,
@@ -587,10 +630,12 @@ class CollectionInfo(_message.Message):
         lsh_tables: _builtins.int = ...,
         lsh_bits: _builtins.int = ...,
         model: _builtins.str = ...,
+        hnsw_m: _builtins.int = ...,
+        hnsw_ef_construct: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["collection", b"collection", "dim", b"dim", "hnsw_built", b"hnsw_built", "lsh_bits", b"lsh_bits", "lsh_points", b"lsh_points", "lsh_tables", b"lsh_tables", "model", b"model", "points", b"points"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["collection", b"collection", "dim", b"dim", "hnsw_built", b"hnsw_built", "hnsw_ef_construct", b"hnsw_ef_construct", "hnsw_m", b"hnsw_m", "lsh_bits", b"lsh_bits", "lsh_points", b"lsh_points", "lsh_tables", b"lsh_tables", "model", b"model", "points", b"points"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

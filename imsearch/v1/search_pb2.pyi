@@ -66,19 +66,25 @@ class CreateCollectionRequest(_message.Message):
 
     COLLECTION_FIELD_NUMBER: _builtins.int
     MODEL_FIELD_NUMBER: _builtins.int
+    PARAMS_FIELD_NUMBER: _builtins.int
     collection: _builtins.str
     """1..64 letters, digits, '_' or '-', starting with a letter or digit."""
     model: _builtins.str
     """A model the encoder serves (ListModels); empty: the gateway's default model."""
+    @_builtins.property
+    def params(self) -> _index_pb2.IndexParams:
+        """LSH and HNSW parameters; unset ones: the index service's settings"""
+
     def __init__(
         self,
         *,
         collection: _builtins.str = ...,
         model: _builtins.str = ...,
+        params: _index_pb2.IndexParams | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["params", b"params"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["collection", b"collection", "model", b"model"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["collection", b"collection", "model", b"model", "params", b"params"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -227,6 +233,7 @@ class SearchRequest(_message.Message):
     OMIT_METADATA_FIELD_NUMBER: _builtins.int
     BOX_FIELD_NUMBER: _builtins.int
     WHERE_FIELD_NUMBER: _builtins.int
+    TEXT_FIELD_NUMBER: _builtins.int
     image: _builtins.bytes
     top_k: _builtins.int
     """1..1000; 0 means 10."""
@@ -244,6 +251,10 @@ class SearchRequest(_message.Message):
     """return each hit's stored vector"""
     omit_metadata: _builtins.bool
     """return ids and scores only"""
+    text: _builtins.str
+    """Text-to-image search: the text is embedded by the text model that pairs with the
+    collection's model (a CLIP text tower beside its image tower). Instead of an image.
+    """
     @_builtins.property
     def filter(self) -> _struct_pb2.Struct:
         """Exact-match metadata filter: every key must equal its value (`where` says more)."""
@@ -289,10 +300,11 @@ class SearchRequest(_message.Message):
         omit_metadata: _builtins.bool = ...,
         box: _encoder_pb2.Box | None = ...,
         where: _index_pb2.Filter | None = ...,
+        text: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_min_score", b"_min_score", "box", b"box", "filter", b"filter", "min_score", b"min_score", "where", b"where"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_min_score", b"_min_score", "box", b"box", "collection", b"collection", "filter", b"filter", "image", b"image", "index", b"index", "min_score", b"min_score", "negative_ids", b"negative_ids", "negative_images", b"negative_images", "offset", b"offset", "omit_metadata", b"omit_metadata", "positive_ids", b"positive_ids", "positive_images", b"positive_images", "rerank", b"rerank", "strategy", b"strategy", "top_k", b"top_k", "where", b"where", "with_vectors", b"with_vectors"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_min_score", b"_min_score", "box", b"box", "collection", b"collection", "filter", b"filter", "image", b"image", "index", b"index", "min_score", b"min_score", "negative_ids", b"negative_ids", "negative_images", b"negative_images", "offset", b"offset", "omit_metadata", b"omit_metadata", "positive_ids", b"positive_ids", "positive_images", b"positive_images", "rerank", b"rerank", "strategy", b"strategy", "text", b"text", "top_k", b"top_k", "where", b"where", "with_vectors", b"with_vectors"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__min_score: _TypeAlias = _typing.Literal["min_score"]  # noqa: Y015
     _WhichOneofArgType__min_score: _TypeAlias = _typing.Literal["_min_score", b"_min_score"]  # noqa: Y015

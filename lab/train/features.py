@@ -81,7 +81,7 @@ def backbone_features(
         spec = ModelSpec.load(repository / model)
         backend = OnnxRuntimeBackend(model, spec.onnx_path(repository))
         try:
-            return two_view_outputs(backend.infer, paths, spec.preprocessing, f"{model} features")
+            return two_view_outputs(backend.infer, paths, spec.image_preprocessing, f"{model} features")
         finally:
             backend.close()
 

@@ -95,9 +95,11 @@ def export(
     onnx_path = spec.onnx_path(out)
     onnx_path.parent.mkdir(parents=True, exist_ok=True)
     model = recipe.build(weights)
-    size = spec.preprocessing.crop_size
+    size = spec.image_preprocessing.crop_size
     images, source = parity_images()
-    pixels = np.stack([preprocess(image, spec.preprocessing) for image in images])  # batch 6: dynamic axis
+    pixels = np.stack(
+        [preprocess(image, spec.image_preprocessing) for image in images]
+    )  # batch 6: dynamic axis
     if weights == "random":
         calibrate_batch_norms(model, torch.from_numpy(pixels))
     with torch.no_grad():

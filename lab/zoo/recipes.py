@@ -224,6 +224,38 @@ def trained_head_recipe(name: str, checkpoint: Path) -> Recipe:
     return Recipe(name, family, saved["out_dim"], backbone.preprocessing, build, TRAINED_HERE, None)
 
 
+# A CLIP pair small enough to export in seconds: the architectures of clip_vit_b32 and its text
+# tower (lab.zoo.text) at a toy size, random weights only. Text search is tested end to end
+# with it; nothing is claimed about its accuracy.
+TINY_CLIP_VISION: dict[str, Any] = {
+    "hidden_size": 32,
+    "intermediate_size": 64,
+    "num_attention_heads": 2,
+    "num_hidden_layers": 2,
+    "patch_size": 16,
+    "image_size": 64,
+    "projection_dim": 16,
+}
+TINY_CLIP_TEXT: dict[str, Any] = {
+    "hidden_size": 32,
+    "intermediate_size": 64,
+    "num_attention_heads": 2,
+    "num_hidden_layers": 2,
+    "max_position_embeddings": 77,
+    "vocab_size": 49408,  # CLIP's tokenizer ids
+    "projection_dim": 16,
+}
+
+
+def tiny_clip_vision(name: str = "tiny_clip") -> Recipe:
+    return Recipe(
+        name, "vision transformer", 16, _prep(64, CLIP, "bicubic", resize=64),
+        _hub("CLIPVisionModelWithProjection", "CLIPVisionConfig", "openai/clip-vit-base-patch32",
+             "image_embeds", **TINY_CLIP_VISION),
+        "none: random weights only", weights_package=None,
+    )  # fmt: skip
+
+
 def weights_label(recipe: Recipe, weights: str) -> str:
     if weights == "pretrained":
         return f"pretrained, from {recipe.pretrained_source}"

@@ -2,10 +2,10 @@
 
     imsearch models export clip_vit_b32_text [--weights pretrained|random|PATH]
 
-Inputs are token ids and an attention mask (int64, 77 positions, CLIP's tokenizer from the
-same hub repository); the output is the 512-d projected text embedding, in the same space as
-`clip_vit_b32` image embeddings. The encoder serves images only for now: the folder has no
-imsearch.json, so it is exported and Triton-ready but not yet loaded by the encoder.
+Inputs are token ids and an attention mask (int64, 77 positions, CLIP's tokenizer); the
+output is the 512-d projected text embedding, in the same space as `clip_vit_b32` image
+embeddings. The folder's imsearch.json marks it a text model paired with that image model, so
+the encoder serves it and the gateway uses it for text search in `clip_vit_b32` collections.
 """
 
 import json
@@ -55,14 +55,16 @@ class TextEmbeddings(torch.nn.Module):
         return embeds
 
 
-def build(weights: str) -> torch.nn.Module:
+def build(weights: str, config: dict[str, Any] | None = None) -> torch.nn.Module:
     import transformers
 
     torch.manual_seed(0)
     if weights == "pretrained":
         model = transformers.CLIPTextModelWithProjection.from_pretrained(HUB_ID)
     else:
-        model = transformers.CLIPTextModelWithProjection(transformers.CLIPTextConfig(**CLIP_B32_TEXT))
+        model = transformers.CLIPTextModelWithProjection(
+            transformers.CLIPTextConfig(**(config or CLIP_B32_TEXT))
+        )
         if weights != "random":
             model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
     return TextEmbeddings(model).eval()
@@ -79,9 +81,17 @@ def sample_tokens(count: int = 4, seed: int = 0) -> tuple[np.ndarray, np.ndarray
     return ids, mask
 
 
-def export_text_tower(out: Path, weights: str = "pretrained") -> ExportResult:
-    model = build(weights)
-    onnx_path = out / NAME / "1" / "model.onnx"
+def export_text_tower(
+    out: Path,
+    weights: str = "pretrained",
+    name: str = NAME,
+    pairs_with: str = "clip_vit_b32",
+    config: dict[str, Any] | None = None,
+) -> ExportResult:
+    """`config` (random weights only) sizes the architecture, e.g. a tiny one for tests."""
+    model = build(weights, config)
+    dim = int((config or CLIP_B32_TEXT)["projection_dim"])
+    onnx_path = out / name / "1" / "model.onnx"
     onnx_path.parent.mkdir(parents=True, exist_ok=True)
     ids, mask = sample_tokens()
     axes = {"input_ids": {0: "batch"}, "attention_mask": {0: "batch"}, "embedding": {0: "batch"}}
@@ -101,8 +111,18 @@ def export_text_tower(out: Path, weights: str = "pretrained") -> ExportResult:
     (got,) = session.run(None, {"input_ids": ids, "attention_mask": mask})
     diff = float(np.abs(np.asarray(got) - expected).max())
     if diff > FP32_TOLERANCE:
-        raise SystemExit(f"{NAME}: onnxruntime differs from PyTorch by {diff:.2e}")
-    (out / NAME / "config.pbtxt").write_text(TRITON_CONFIG)
-    info = {"name": NAME, "dim": 512, "tokenizer": HUB_ID, "context_length": CONTEXT, "weights": weights}
-    (out / NAME / "text.json").write_text(json.dumps(info, indent=2) + "\n")
+        raise SystemExit(f"{name}: onnxruntime differs from PyTorch by {diff:.2e}")
+    triton = TRITON_CONFIG.replace(f'"{NAME}"', f'"{name}"').replace("dims: [ 512 ]", f"dims: [ {dim} ]")
+    (out / name / "config.pbtxt").write_text(triton)
+    spec = {
+        "name": name,
+        "dim": dim,
+        "weights": "pretrained, hub " + HUB_ID
+        if weights == "pretrained"
+        else f"{weights} (no accuracy claimed)",
+        "modality": "text",
+        "pairs_with": pairs_with,
+        "context_length": CONTEXT,
+    }
+    (out / name / "imsearch.json").write_text(json.dumps(spec, indent=2) + "\n")
     return ExportResult(onnx_path, diff, float(np.abs(expected).max()), f"{len(ids)} token sequences")

@@ -24,6 +24,7 @@ from services.encoder.batcher import BatcherHooks, MicroBatcher
 from services.encoder.images import Region, crop_region, decode_image, preprocess, validate_region
 from services.encoder.model_spec import SPEC_FILE, ModelSpec
 from services.encoder.settings import EncoderSettings
+from services.encoder.tokenizer import ClipTokenizer
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +125,9 @@ class Encoder:
                 f"{self.settings.max_images_per_request}"
             )
         loaded = self.model(model_name)
-        prep = loaded.spec.preprocessing
+        if loaded.spec.modality != "image":
+            raise InvalidArgument(f"model {loaded.spec.name!r} embeds texts, not images: send texts")
+        prep = loaded.spec.image_preprocessing
         deadline = current_deadline()
         pixels = []
         for position, data in enumerate(images):
@@ -161,6 +164,20 @@ class Encoder:
                 pixels.append(preprocess(image, prep))
         with self._metrics.stage("encode"):
             features = loaded.batcher.run(np.stack(pixels), deadline)
+        return loaded.spec, l2_normalize(features)
+
+    def encode_texts(self, model_name: str, texts: list[str]) -> tuple[ModelSpec, np.ndarray]:
+        """Strings -> (spec, L2-normalised (n, dim) embeddings) with a text model."""
+        if len(texts) > self.settings.max_images_per_request:
+            raise InvalidArgument(
+                f"{len(texts)} texts in one request, over the limit of {self.settings.max_images_per_request}"
+            )
+        loaded = self.model(model_name)
+        if loaded.spec.modality != "text":
+            raise InvalidArgument(f"model {loaded.spec.name!r} embeds images, not texts")
+        tokens = ClipTokenizer(loaded.spec.context_length).encode(texts)
+        with self._metrics.stage("encode"):
+            features = loaded.batcher.run(tokens, current_deadline())
         return loaded.spec, l2_normalize(features)
 
     def health_problem(self) -> str | None:

@@ -10,7 +10,7 @@ Layout of one model in the repository (Triton's layout plus our spec file):
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 SPEC_FILE = "imsearch.json"
 
@@ -27,10 +27,29 @@ class Preprocessing(BaseModel):
 class ModelSpec(BaseModel):
     name: str
     dim: int = Field(gt=0)
-    preprocessing: Preprocessing
+    preprocessing: Preprocessing | None = None  # image models only
     weights: str = Field(description="where the weights come from, for `models list`")
     # "onnx": 1/model.onnx run by onnxruntime or Triton; otherwise a built-in classic feature.
     runtime: Literal["onnx", "color_histogram", "orb_bovw"] = "onnx"
+    # "image" models embed image files; "text" models embed strings (CLIP's tokenizer) into
+    # the space of the image model named by `pairs_with` (a CLIP text tower and its image tower).
+    modality: Literal["image", "text"] = "image"
+    pairs_with: str = ""
+    context_length: int = Field(default=77, gt=1)
+
+    @model_validator(mode="after")
+    def _complete(self) -> "ModelSpec":
+        if self.modality == "image" and self.preprocessing is None:
+            raise ValueError(f"{self.name}: an image model needs its preprocessing")
+        if self.modality == "text" and not self.pairs_with:
+            raise ValueError(f"{self.name}: a text model names the image model it pairs with")
+        return self
+
+    @property
+    def image_preprocessing(self) -> Preprocessing:
+        if self.preprocessing is None:
+            raise ValueError(f"{self.name} is a {self.modality} model: it has no image preprocessing")
+        return self.preprocessing
 
     @classmethod
     def load(cls, model_dir: Path) -> "ModelSpec":

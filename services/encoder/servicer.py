@@ -2,6 +2,7 @@
 
 import grpc
 
+from imsearch.core.errors import InvalidArgument
 from imsearch.v1 import encoder_pb2, encoder_pb2_grpc
 from services.encoder.engine import Encoder
 from services.encoder.images import Region
@@ -16,7 +17,11 @@ def model_info(spec: ModelSpec, backend: str, is_default: bool) -> encoder_pb2.M
         backend=backend,
         is_default=is_default,
         weights=spec.weights,
-        preprocessing=encoder_pb2.Preprocessing(
+        modality=spec.modality,
+        pairs_with=spec.pairs_with,
+        preprocessing=None
+        if prep is None
+        else encoder_pb2.Preprocessing(
             resize=prep.resize,
             crop_size=prep.crop_size,
             mean=prep.mean,
@@ -42,7 +47,12 @@ class EncoderServicer(encoder_pb2_grpc.EncoderServiceServicer):
     def Encode(
         self, request: encoder_pb2.EncodeRequest, context: grpc.ServicerContext
     ) -> encoder_pb2.EncodeResponse:
-        spec, embeddings = self._encoder.encode(request.model, list(request.images), regions_of(request))
+        if request.texts:
+            if request.images:
+                raise InvalidArgument("give images or texts, not both")
+            spec, embeddings = self._encoder.encode_texts(request.model, list(request.texts))
+        else:
+            spec, embeddings = self._encoder.encode(request.model, list(request.images), regions_of(request))
         return encoder_pb2.EncodeResponse(
             model=spec.name,
             dim=spec.dim,

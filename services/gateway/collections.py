@@ -36,7 +36,7 @@ class CollectionBindings:
         """`timeout(what)` gives the time left for the next hop (the caller's deadline)."""
         self._encoder, self._index, self._timeout = encoder, index, timeout
         self._lock = threading.Lock()
-        self._served: dict[str, int] = {}
+        self._served: dict[str, encoder_pb2.ModelInfo] = {}
         self._bindings: dict[str, Binding] = {}
         self._refresh_models()
         if default_model not in self._served:
@@ -44,16 +44,16 @@ class CollectionBindings:
         self.default_model = default_model
         self.default_collection = validate_name("collection", default_collection)
 
-    def _refresh_models(self) -> dict[str, int]:
+    def _refresh_models(self) -> dict[str, encoder_pb2.ModelInfo]:
         listed = self._encoder.ListModels(
             encoder_pb2.ListModelsRequest(), timeout=self._timeout("listing models")
         )
         with self._lock:
-            self._served = {m.name: m.dim for m in listed.models}
+            self._served = {m.name: m for m in listed.models}
             return dict(self._served)
 
     def model_dim(self, model: str) -> int:
-        """The dimension of a model the encoder serves; FAILED_PRECONDITION for any other."""
+        """The dimension of an image model the encoder serves; FAILED_PRECONDITION otherwise."""
         validate_name("model", model)
         served = dict(self._served)
         if model not in served:
@@ -62,13 +62,33 @@ class CollectionBindings:
             raise FailedPrecondition(
                 f"the encoder does not serve model {model!r}; it serves: {', '.join(sorted(served))}"
             )
-        return served[model]
+        if served[model].modality == "text":
+            raise FailedPrecondition(
+                f"model {model!r} embeds texts; a collection holds images: "
+                f"bind it to the image model {served[model].pairs_with!r}"
+            )
+        return int(served[model].dim)
 
-    def create(self, collection: str, model: str) -> index_pb2.CollectionInfo:
+    def text_model_for(self, image_model: str) -> str:
+        """The served text model that embeds into `image_model`'s space, for text search."""
+        for served in (dict(self._served), self._refresh_models()):
+            for name, info in sorted(served.items()):
+                if info.modality == "text" and info.pairs_with == image_model:
+                    return name
+        raise FailedPrecondition(
+            f"no text model pairs with {image_model!r}: text search needs a collection of a CLIP image "
+            "model (such as clip_vit_b32) with its text tower (clip_vit_b32_text) served by the encoder"
+        )
+
+    def create(
+        self, collection: str, model: str, params: index_pb2.IndexParams | None = None
+    ) -> index_pb2.CollectionInfo:
         validate_name("collection", collection)
         model = model or self.default_model
         info: index_pb2.CollectionInfo = self._index.EnsureCollection(
-            index_pb2.EnsureCollectionRequest(collection=collection, dim=self.model_dim(model), model=model),
+            index_pb2.EnsureCollectionRequest(
+                collection=collection, dim=self.model_dim(model), model=model, params=params
+            ),
             timeout=self._timeout("creating the collection"),
         )
         self.forget(collection)

@@ -163,6 +163,14 @@ class SearchPipeline:
                 raise
         return np.asarray([e.values for e in response.embeddings], dtype=np.float32)
 
+    def encode_texts(self, texts: list[str], model: str) -> np.ndarray:
+        with self._metrics.stage("encode_text"):
+            response = self._encoder.Encode(
+                encoder_pb2.EncodeRequest(model=model, texts=texts),
+                timeout=self._hop_timeout("encoding text"),
+            )
+        return np.asarray([e.values for e in response.embeddings], dtype=np.float32)
+
     def _check_item(self, item: search_pb2.AddImageRequest) -> None:
         validate_id(item.id)
         if len(item.image) > self._settings.max_image_bytes:
@@ -341,8 +349,12 @@ class SearchPipeline:
         """One plan against the index; `encoded`: its images already encoded, with that model."""
 
         def run(binding: Binding) -> SearchResult:
-            if encoded is not None and encoded[0] == binding.model:
-                vectors: np.ndarray | None = encoded[1]
+            if plan.text:
+                vectors: np.ndarray | None = self.encode_texts(
+                    [plan.text], self.collections.text_model_for(binding.model)
+                )
+            elif encoded is not None and encoded[0] == binding.model:
+                vectors = encoded[1]
             else:  # not encoded yet, or with a model the collection is no longer bound to
                 vectors = self.encode(plan.images, binding.model, plan.regions) if plan.images else None
             query = vector_request(plan, binding, vectors, self._settings.rerank_factor)
@@ -392,7 +404,9 @@ class SearchPipeline:
 
     # -- collections ------------------------------------------------------------------------
 
-    def create_collection(self, collection: str, model: str) -> index_pb2.CollectionInfo:
+    def create_collection(
+        self, collection: str, model: str, params: index_pb2.IndexParams | None = None
+    ) -> index_pb2.CollectionInfo:
         validate_name("collection", collection)
         try:
             self.collections.describe(collection)
@@ -401,7 +415,7 @@ class SearchPipeline:
                 raise
         else:
             raise AlreadyExists(f"collection {collection!r} exists; drop it first to make it anew")
-        return self.collections.create(collection, model)
+        return self.collections.create(collection, model, params)
 
     def list_collections(self) -> list[index_pb2.CollectionInfo]:
         response = self._index.ListCollections(

@@ -56,6 +56,7 @@ class QueryPlan:
     regions: list[encoder_pb2.Box] = field(default_factory=list)  # none, or one per image
     by_example: bool = False
     rerank: bool = False
+    text: str = ""  # text-to-image search: embedded by the collection's paired text model
 
     @property
     def images(self) -> list[bytes]:
@@ -77,8 +78,12 @@ def plan_query(request: search_pb2.SearchRequest) -> QueryPlan:
     positives = [*([request.image] if request.image else []), *request.positive_images]
     negatives = list(request.negative_images)
     by_example = bool(request.positive_ids or request.negative_ids or request.positive_images or negatives)
-    if not (by_example or request.image):
-        raise InvalidArgument("give an image to search with, or examples (positive_ids, positive_images)")
+    if request.text and (by_example or request.image or request.HasField("box")):
+        raise InvalidArgument("a text search takes no image, box or examples")
+    if not (by_example or request.image or request.text):
+        raise InvalidArgument(
+            "give an image or a text to search with, or examples (positive_ids, positive_images)"
+        )
     counts = (len(positives) + len(request.positive_ids), len(negatives) + len(request.negative_ids))
     if max(counts) > MAX_EXAMPLES:  # before encoding any of them
         raise InvalidArgument(
@@ -94,7 +99,9 @@ def plan_query(request: search_pb2.SearchRequest) -> QueryPlan:
         request.rerank == search_pb2.RERANK_ON
         or (request.rerank == search_pb2.RERANK_DEFAULT and index is IndexKind.LSH)
     )
-    return QueryPlan(request, top_k, index, min_score, positives, negatives, regions, by_example, do_rerank)
+    return QueryPlan(
+        request, top_k, index, min_score, positives, negatives, regions, by_example, do_rerank, request.text
+    )
 
 
 def vector_request(

@@ -36,7 +36,8 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
     def CreateCollection(
         self, request: search_pb2.CreateCollectionRequest, context: grpc.ServicerContext
     ) -> index_pb2.CollectionInfo:
-        return self._pipeline.create_collection(request.collection, request.model)
+        params = request.params if request.HasField("params") else None
+        return self._pipeline.create_collection(request.collection, request.model, params)
 
     def ListCollections(
         self, request: index_pb2.ListCollectionsRequest, context: grpc.ServicerContext

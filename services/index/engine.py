@@ -53,6 +53,32 @@ T = TypeVar("T")
 VectorLike = Sequence[float] | np.ndarray
 
 
+@dataclass(frozen=True)
+class IndexParameters:
+    """A new collection's own index parameters; 0 keeps the service's setting."""
+
+    lsh_tables: int = 0
+    lsh_bits: int = 0
+    hnsw_m: int = 0
+    hnsw_ef_construct: int = 0
+
+    def validate(self) -> None:
+        for name, (low, high) in PARAMETER_RANGES.items():
+            value = getattr(self, name)
+            if value and not low <= value <= high:
+                raise InvalidArgument(
+                    f"{name} must be between {low} and {high} (or 0 for the default), got {value}"
+                )
+
+
+PARAMETER_RANGES = {
+    "lsh_tables": (1, 256),
+    "lsh_bits": (1, 24),
+    "hnsw_m": (4, 128),
+    "hnsw_ef_construct": (8, 1024),
+}
+
+
 @dataclass
 class CollectionStats:
     dim: int
@@ -176,12 +202,15 @@ class IndexEngine:
 
     # -- collections ------------------------------------------------------------------------
 
-    def ensure_collection(self, collection: str, dim: int, model: str = "") -> bool:
+    def ensure_collection(
+        self, collection: str, dim: int, model: str = "", params: IndexParameters = IndexParameters()
+    ) -> bool:
         """Creates the collection unless it exists with this dimension (and model, if both
-        name one); returns whether it was created."""
+        name one); returns whether it was created. `params` apply to a new collection only."""
         validate_name("collection", collection)
         if model:
             validate_name("model", model)
+        params.validate()
         if not 1 <= dim <= MAX_DIM:
             raise InvalidArgument(f"dim must be between 1 and {MAX_DIM}, got {dim}")
         with self._write_lock:
@@ -194,8 +223,10 @@ class IndexEngine:
                 self.check_model(collection, model)
                 return False
             self._check_disk("creating a collection")
-            spec = CollectionSpec(dim, model)
-            self._with_redis(lambda: self._lsh.ensure_collection(collection, dim))
+            spec = CollectionSpec(dim, model, params.hnsw_m, params.hnsw_ef_construct)
+            self._with_redis(
+                lambda: self._lsh.ensure_collection(collection, dim, params.lsh_tables, params.lsh_bits)
+            )
             self._vectors.create_collection(collection, spec)
             self._specs[collection] = spec
             return True

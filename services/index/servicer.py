@@ -10,7 +10,7 @@ from imsearch.core.index_kind import IndexKind
 from imsearch.core.structs import to_dict, to_struct
 from imsearch.core.validation import validate_name
 from imsearch.v1 import index_pb2, index_pb2_grpc
-from services.index.engine import IndexEngine
+from services.index.engine import IndexEngine, IndexParameters
 from services.index.examples import Examples, ExampleStrategy
 
 
@@ -41,6 +41,8 @@ class IndexServicer(index_pb2_grpc.IndexServiceServicer):
             collection=collection,
             model=info.model,
             dim=info.dim,
+            hnsw_m=self._engine.spec(collection).hnsw_m,
+            hnsw_ef_construct=self._engine.spec(collection).hnsw_ef_construct,
             points=info.points,
             lsh_points=info.lsh_points,
             hnsw_built=info.hnsw_built,
@@ -52,7 +54,9 @@ class IndexServicer(index_pb2_grpc.IndexServiceServicer):
         self, request: index_pb2.EnsureCollectionRequest, context: grpc.ServicerContext
     ) -> index_pb2.CollectionInfo:
         collection = require_collection(request.collection)
-        self._engine.ensure_collection(collection, request.dim, request.model)
+        given = request.params
+        params = IndexParameters(given.lsh_tables, given.lsh_bits, given.hnsw_m, given.hnsw_ef_construct)
+        self._engine.ensure_collection(collection, request.dim, request.model, params)
         return self._info(collection)
 
     def ListCollections(

@@ -26,15 +26,19 @@ class OnnxRuntimeBackend:
         self._session = ort.InferenceSession(
             str(model_path), sess_options=options, providers=["CPUExecutionProvider"]
         )
-        # Names and dims come from the model, not from us.
-        (model_input,) = self._session.get_inputs()
+        # Names and dims come from the model, not from us. An image model has one input (the
+        # pixels); a text model two (token ids, attention mask), given stacked on axis 1.
+        self._input_names: list[str] = [i.name for i in self._session.get_inputs()]
         (model_output,) = self._session.get_outputs()
-        self._input_name: str = model_input.name
         self._output_name: str = model_output.name
         self.output_dim = int(model_output.shape[-1])
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
-        (features,) = self._session.run([self._output_name], {self._input_name: batch})
+        if len(self._input_names) == 1:
+            feeds = {self._input_names[0]: batch}
+        else:
+            feeds = {name: np.ascontiguousarray(batch[:, i]) for i, name in enumerate(self._input_names)}
+        (features,) = self._session.run([self._output_name], feeds)
         return np.asarray(features, dtype=np.float32)
 
     def close(self) -> None:

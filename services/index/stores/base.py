@@ -17,6 +17,8 @@ class CollectionSpec:
     # The model whose embeddings the collection holds: the gateway encodes adds and queries
     # with it. "" for a collection made before collections were bound to models.
     model: str = ""
+    hnsw_m: int = 0  # 0: the store's default
+    hnsw_ef_construct: int = 0
 
 
 @dataclass

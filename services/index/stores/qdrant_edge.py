@@ -89,10 +89,17 @@ class QdrantEdgeStore:
             self._shards[path.name] = shard
             self._specs[path.name] = spec
 
-    def _config(self, dim: int) -> qe.EdgeConfig:
+    def _config(self, spec: CollectionSpec) -> qe.EdgeConfig:
+        hnsw = self._hnsw
+        if spec.hnsw_m or spec.hnsw_ef_construct:
+            hnsw = qe.HnswIndexConfig(
+                m=spec.hnsw_m or self._hnsw.m,
+                ef_construct=spec.hnsw_ef_construct or self._hnsw.ef_construct,
+                full_scan_threshold=self._hnsw.full_scan_threshold,
+            )
         return qe.EdgeConfig(
-            vectors=qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine),
-            hnsw_config=self._hnsw,
+            vectors=qe.EdgeVectorParams(size=spec.dim, distance=qe.Distance.Cosine),
+            hnsw_config=hnsw,
             # The engine decides *when* to build (see IndexEngine._maybe_optimize), so any
             # segment over 1 KB gets its HNSW graph when optimize() runs.
             optimizers=qe.EdgeOptimizersConfig(indexing_threshold=1, default_segment_number=1),
@@ -110,7 +117,7 @@ class QdrantEdgeStore:
                 raise FailedPrecondition(
                     f"collection {name!r} has a shard directory that did not load; see the index log"
                 )
-            shard = qe.EdgeShard.create(str(path), self._config(spec.dim))
+            shard = qe.EdgeShard.create(str(path), self._config(spec))
             # Every equals / any_of condition matches this keyword field: index it.
             shard.update(qe.UpdateOperation.create_field_index(MATCH_KEY, qe.KeywordIndexParams()))
             write_spec(path, spec)
@@ -212,14 +219,21 @@ class QdrantEdgeStore:
 def read_spec(path: Path) -> CollectionSpec:
     dim = next(iter(shard_vectors(path).values()))
     spec_file = path / SPEC_FILE
-    model = str(json.loads(spec_file.read_text()).get("model", "")) if spec_file.is_file() else ""
-    return CollectionSpec(dim, model)
+    recorded = json.loads(spec_file.read_text()) if spec_file.is_file() else {}
+    return CollectionSpec(
+        dim,
+        str(recorded.get("model", "")),
+        int(recorded.get("hnsw_m", 0)),
+        int(recorded.get("hnsw_ef_construct", 0)),
+    )
 
 
 def write_spec(path: Path, spec: CollectionSpec) -> None:
     """Atomically: a crash leaves the old file or the new one, never half of one."""
     partial = path / f"{SPEC_FILE}.partial"
-    partial.write_text(json.dumps({"model": spec.model}))
+    partial.write_text(
+        json.dumps({"model": spec.model, "hnsw_m": spec.hnsw_m, "hnsw_ef_construct": spec.hnsw_ef_construct})
+    )
     os.replace(partial, path / SPEC_FILE)
 
 

@@ -98,8 +98,13 @@ class QdrantServerStore:
         for c in self._client.get_collections().collections:
             config = self._client.get_collection(c.name).config
             if isinstance(config.params.vectors, models.VectorParams):
-                model = str((config.metadata or {}).get(MODEL_KEY, ""))
-                specs[c.name] = CollectionSpec(config.params.vectors.size, model)
+                recorded = config.metadata or {}
+                specs[c.name] = CollectionSpec(
+                    config.params.vectors.size,
+                    str(recorded.get(MODEL_KEY, "")),
+                    int(recorded.get("hnsw_m", 0)),
+                    int(recorded.get("hnsw_ef_construct", 0)),
+                )
         return specs
 
     def create_collection(self, name: str, spec: CollectionSpec) -> None:
@@ -108,8 +113,15 @@ class QdrantServerStore:
         self._client.create_collection(
             name,
             vectors_config=models.VectorParams(size=spec.dim, distance=models.Distance.COSINE),
-            hnsw_config=self._hnsw,
-            metadata={MODEL_KEY: spec.model},  # Qdrant's collection metadata (1.16+)
+            hnsw_config=models.HnswConfigDiff(
+                m=spec.hnsw_m or self._hnsw.m, ef_construct=spec.hnsw_ef_construct or self._hnsw.ef_construct
+            ),
+            # Qdrant's collection metadata (1.16+): what the index records of the collection.
+            metadata={
+                MODEL_KEY: spec.model,
+                "hnsw_m": spec.hnsw_m,
+                "hnsw_ef_construct": spec.hnsw_ef_construct,
+            },
         )
         # Every equals / any_of condition matches this keyword field: index it.
         self._client.create_payload_index(name, MATCH_KEY, models.PayloadSchemaType.KEYWORD)

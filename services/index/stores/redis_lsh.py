@@ -129,13 +129,14 @@ class RedisLshStore:
     def _key(self, collection: str, *parts: object) -> str:
         return ":".join([self._prefix, validate_name("collection", collection), *map(str, parts)])
 
-    def ensure_collection(self, collection: str, dim: int) -> LshParams:
-        """Creates the collection's config if new; an existing one keeps its own parameters."""
+    def ensure_collection(self, collection: str, dim: int, tables: int = 0, bits: int = 0) -> LshParams:
+        """Creates the collection's config if new (tables and bits: 0 for the store's own); an
+        existing one keeps its own parameters."""
         key = self._key(collection, "config")
         for field, value in {
             "dim": dim,
-            "tables": self._params.tables,
-            "bits": self._params.bits,
+            "tables": tables or self._params.tables,
+            "bits": bits or self._params.bits,
             "seed": self._params.seed,
         }.items():
             self._redis.hsetnx(key, field, value)

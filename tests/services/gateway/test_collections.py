@@ -1,5 +1,6 @@
 """Collections through the public API: each bound to its model, side by side behind one gateway."""
 
+import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -208,3 +209,42 @@ def test_a_dropped_collection_leaves_nothing_and_the_default_comes_back(
     add(stub, "", ["again"], seed=9)
     assert search(stub, jpeg(9)).results[0].id == "again"
     assert stub.GetStats(search_pb2.GetStatsRequest()).collection.points == 1
+
+
+def test_a_collection_may_have_its_own_index_parameters(
+    stub: search_pb2_grpc.SearchServiceStub, data_dir: Path
+) -> None:
+    params = index_pb2.IndexParams(lsh_tables=8, lsh_bits=10, hnsw_m=8, hnsw_ef_construct=64)
+    made = stub.CreateCollection(search_pb2.CreateCollectionRequest(collection="tuned", params=params))
+    assert (made.lsh_tables, made.lsh_bits, made.hnsw_m, made.hnsw_ef_construct) == (8, 10, 8, 64)
+    edge = json.loads((data_dir / "qdrant" / "tuned" / "edge_config.json").read_text())
+    assert edge["hnsw_config"]["m"] == 8 and edge["hnsw_config"]["ef_construct"] == 64  # the engine's own
+    default = stub.DescribeCollection(index_pb2.GetCollectionInfoRequest())
+    assert (default.lsh_tables, default.hnsw_m) == (64, 0)  # the service's settings
+    bad = error_of(
+        lambda: stub.CreateCollection(
+            search_pb2.CreateCollectionRequest(collection="odd", params=index_pb2.IndexParams(lsh_bits=30))
+        )
+    )
+    assert bad.code() == grpc.StatusCode.INVALID_ARGUMENT and "lsh_bits must be between 1 and 24" in (
+        bad.details() or ""
+    )
+    stub.DropCollection(index_pb2.DropCollectionRequest(collection="tuned"))
+
+
+def test_adding_to_a_collection_of_a_model_no_longer_served_is_a_failed_precondition(
+    suite: Suite, stub: search_pb2_grpc.SearchServiceStub
+) -> None:
+    """A collection made (here straight on the index) for a model the encoder does not serve."""
+    index = index_pb2_grpc.IndexServiceStub(grpc.insecure_channel(suite.index.address))
+    index.EnsureCollection(
+        index_pb2.EnsureCollectionRequest(collection="orphan", dim=1280, model="retired_model")
+    )
+    for call in (
+        lambda: stub.AddImage(search_pb2.AddImageRequest(id="x", image=jpeg(), collection="orphan")),
+        lambda: search(stub, jpeg(), "orphan"),
+    ):
+        failed = error_of(call)
+        assert failed.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert "does not serve model 'retired_model'" in (failed.details() or "")
+    index.DropCollection(index_pb2.DropCollectionRequest(collection="orphan"))

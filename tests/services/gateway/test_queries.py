@@ -127,7 +127,7 @@ def error(call: Callable[[], object]) -> grpc.RpcError:
 @pytest.mark.parametrize(
     ("request_", "code", "message"),
     [
-        ({}, "INVALID_ARGUMENT", "give an image to search with, or examples"),
+        ({}, "INVALID_ARGUMENT", "give an image or a text to search with, or examples"),
         ({"positive_ids": ["nope"]}, "NOT_FOUND", "positive example 'nope' is not in collection"),
         ({"positive_ids": ["g1"], "negative_ids": ["gone"]}, "NOT_FOUND", "negative example 'gone'"),
         ({"negative_ids": ["g1"]}, "INVALID_ARGUMENT", "at least one positive example"),
