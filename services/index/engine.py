@@ -2,27 +2,25 @@
 
 Vectors are stored and compared as unit vectors (cosine on every index). Writes go to Qdrant
 first, then to the LSH store in one Redis transaction. If the LSH write fails, the Qdrant write
-is undone (old points restored, new ones removed), so neither store is left half-written. A
-failed LSH write may still land later (Redis stalled past our timeout, then ran the transaction
-we gave up on), so its ids stay "in doubt" and are settled against Qdrant, the source of truth,
-by a background repairer and before the next write. If even the undo fails, the collection is
-marked for repair and reconciled in full. Every point carries a digest in both stores
-(services.index.point_digest), so reconciling compares digests, a batch at a time, without
-reading vectors; `verify` also compares the content itself.
+is undone (old points restored, new ones removed), so neither store is left half-written, and
+the ids are handed to the repair (services.index.repair), which settles a transaction that
+lands late; if even the undo fails, the collection is reconciled in full before its next write.
+Searches by example and duplicate groups build on the same three search paths
+(services.index.examples, services.index.duplicates).
 """
 
 import contextlib
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 import redis
 
-from imsearch.core.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
+from imsearch.core.errors import FailedPrecondition, InvalidArgument, NotFound
 from imsearch.core.index_kind import IndexKind
 from imsearch.core.metrics import ServiceMetrics
 from imsearch.core.validation import (
@@ -35,7 +33,9 @@ from imsearch.core.validation import (
 from services.index.disk_guard import DiskGuard
 from services.index.duplicates import DuplicateGroups, find_groups
 from services.index.examples import Examples, ExampleStrategy, average_query, best_scores
-from services.index.point_digest import digest_of, point_digest
+from services.index.point_digest import point_digest
+from services.index.redis_connection import with_redis
+from services.index.repair import AUDIT_BATCH, Audit, LshRepair
 from services.index.stores.base import (
     CollectionSpec,
     MetadataFilter,
@@ -48,7 +48,6 @@ from services.index.stores.redis_lsh import RedisLshStore
 log = logging.getLogger(__name__)
 
 MAX_DIM = 65536
-T = TypeVar("T")
 # Vectors arrive as protobuf repeated floats, lists or arrays; np.asarray takes them all.
 VectorLike = Sequence[float] | np.ndarray
 
@@ -90,28 +89,6 @@ class CollectionStats:
     lsh_bits: int
 
 
-@dataclass
-class Audit:
-    points: int = 0
-    lsh_points: int = 0
-    missing_in_lsh: int = 0
-    extra_in_lsh: int = 0
-    diverged: int = 0
-    undigested: int = 0  # stored before digests existed (given one on repair, not a difference)
-    repaired: int = 0
-    sample_ids: list[str] = field(default_factory=list)
-
-    @property
-    def consistent(self) -> bool:
-        return not (self.missing_in_lsh or self.extra_in_lsh or self.diverged)
-
-    def note(self, point_id: str) -> None:
-        if len(self.sample_ids) < AUDIT_SAMPLE:
-            self.sample_ids.append(point_id)
-
-
-AUDIT_SAMPLE = 20
-AUDIT_BATCH = 512
 # Near-duplicates: each point's this many nearest neighbours are compared with the threshold.
 DUPLICATE_NEIGHBOURS = 10
 MAX_DUPLICATE_GROUPS = 10_000
@@ -141,13 +118,7 @@ class IndexEngine:
         self._lsh = lsh
         self._metrics = metrics
         self._write_lock = threading.Lock()
-        self._needs_repair: set[str] = set()  # collections to reconcile in full
-        # Ids whose LSH write failed: it may still land (see the module docstring).
-        self._in_doubt: dict[str, set[str]] = {}
-        self._doubt_lock = threading.Lock()
-        self._repairer: threading.Thread | None = None
-        self._repair_interval_s = repair_interval_s
-        self._closed = threading.Event()
+        self._repair = LshRepair(vectors, lsh, self._write_lock, self._dim, repair_interval_s)
         self._optimize_min_points = optimize_min_points
         self._optimized_at: dict[str, int] = {}
         self._optimizing: set[str] = set()
@@ -156,16 +127,9 @@ class IndexEngine:
         # round trip per collection), then kept, so searches never ask the store again.
         self._specs: dict[str, CollectionSpec] = self._vectors.collections()
         for name in self._specs:
-            self._with_redis(partial(self.reconcile, name))
+            with_redis(partial(self.reconcile, name))
 
     # -- helpers ----------------------------------------------------------------------------
-
-    @staticmethod
-    def _with_redis(action: Callable[[], T]) -> T:
-        try:
-            return action()
-        except redis.exceptions.RedisError as exc:
-            raise Unavailable(f"LSH store (Redis) unavailable: {exc}") from None
 
     def spec(self, collection: str) -> CollectionSpec:
         spec = self._specs.get(collection)
@@ -224,7 +188,7 @@ class IndexEngine:
                 return False
             self._check_disk("creating a collection")
             spec = CollectionSpec(dim, model, params.hnsw_m, params.hnsw_ef_construct)
-            self._with_redis(
+            with_redis(
                 lambda: self._lsh.ensure_collection(collection, dim, params.lsh_tables, params.lsh_bits)
             )
             self._vectors.create_collection(collection, spec)
@@ -242,12 +206,10 @@ class IndexEngine:
         with self._write_lock:
             if collection not in self._specs:
                 return False
-            self._with_redis(lambda: self._lsh.drop_collection(collection))
+            with_redis(lambda: self._lsh.drop_collection(collection))
             del self._specs[collection]
             self._vectors.drop_collection(collection)
-            with self._doubt_lock:
-                self._in_doubt.pop(collection, None)
-            self._needs_repair.discard(collection)
+            self._repair.forget(collection)
             self._optimized_at.pop(collection, None)
             for store in ("qdrant", IndexKind.LSH):
                 with contextlib.suppress(KeyError):  # never recorded
@@ -257,7 +219,7 @@ class IndexEngine:
     def info(self, collection: str) -> CollectionStats:
         dim = self._dim(collection)
         points, lsh_points = self._record_sizes(collection)
-        params = self._with_redis(lambda: self._lsh.params(collection))
+        params = with_redis(lambda: self._lsh.params(collection))
         return CollectionStats(
             dim,
             self.spec(collection).model,
@@ -270,7 +232,7 @@ class IndexEngine:
 
     def _record_sizes(self, collection: str) -> tuple[int, int]:
         points = self._vectors.count(collection)
-        lsh_points = self._with_redis(lambda: self._lsh.count(collection))
+        lsh_points = with_redis(lambda: self._lsh.count(collection))
         self._metrics.index_points.labels(collection, "qdrant").set(points)
         self._metrics.index_points.labels(collection, IndexKind.LSH).set(lsh_points)
         return points, lsh_points
@@ -297,7 +259,7 @@ class IndexEngine:
             points.append(StoredPoint(point_id, unit, metadata, point_digest(unit, metadata)))
         ids = [p.id for p in points]
         with self._write_lock:
-            self._settle_before_write(collection)
+            self._repair.settle_before_write(collection)
             previous = self._vectors.retrieve(collection, ids)
             self._vectors.upsert(collection, points)
             self._write_lsh(collection, lambda: self._lsh.upsert(collection, points), previous, ids)
@@ -308,7 +270,7 @@ class IndexEngine:
     def delete(self, collection: str, ids: Sequence[str]) -> int:
         validate_ids(ids)
         with self._write_lock:
-            self._settle_before_write(collection)
+            self._repair.settle_before_write(collection)
             previous = self._vectors.retrieve(collection, ids)
             self._vectors.delete(collection, ids)
             self._write_lsh(collection, lambda: self._lsh.delete(collection, ids), previous, ids)
@@ -320,12 +282,10 @@ class IndexEngine:
     ) -> None:
         """The LSH half of a write; on failure Qdrant is put back and the ids are held in doubt."""
         try:
-            self._with_redis(write)
+            with_redis(write)
         except Exception:
             self._undo(collection, previous, ids)
-            with self._doubt_lock:
-                self._in_doubt.setdefault(collection, set()).update(ids)
-            self._start_repairer()
+            self._repair.hold_in_doubt(collection, ids)
             raise
 
     def _undo(self, collection: str, previous: list[StoredPoint], ids: Sequence[str]) -> None:
@@ -339,155 +299,21 @@ class IndexEngine:
                 self._vectors.upsert(collection, previous)
         except Exception:
             log.exception("could not undo a write to %s; marking it for repair", collection)
-            self._needs_repair.add(collection)
+            self._repair.mark_for_repair(collection)
 
-    # -- repair -----------------------------------------------------------------------------
-
-    def _settle_before_write(self, collection: str) -> None:
-        """Under the write lock: nothing written on top of a store that may differ."""
-        if collection in self._needs_repair:
-            self._with_redis(lambda: self.reconcile(collection))
-        self._with_redis(lambda: self._settle(collection))
-
-    def _settle(self, collection: str) -> int:
-        """Makes the LSH store agree with Qdrant on the ids in doubt; returns how many it fixed."""
-        with self._doubt_lock:
-            ids = sorted(self._in_doubt.get(collection, ()))
-            if not ids:
-                self._in_doubt.pop(collection, None)
-                return 0
-        self._lsh.fence(collection)  # a failed write that Redis has not run yet now never will
-        fixed = 0
-        for start in range(0, len(ids), AUDIT_BATCH):
-            batch = ids[start : start + AUDIT_BATCH]
-            truth = {p.id: p for p in self._vectors.retrieve(collection, batch)}
-            held = self._lsh.digests(collection, batch)
-            stale = [i for i in batch if i in held and i not in truth]
-            wrong = [p for i, p in truth.items() if held.get(i, "") != digest_of(p)]
-            if stale:
-                self._lsh.delete(collection, stale)
-            if wrong:
-                self._lsh.upsert(collection, wrong)
-            fixed += len(stale) + len(wrong)
-            with self._doubt_lock:
-                left = self._in_doubt[collection]
-                left.difference_update(batch)
-                if not left:
-                    del self._in_doubt[collection]
-        if fixed:
-            log.warning("settled %d point(s) of %s whose LSH write had failed", fixed, collection)
-        return fixed
-
-    def _start_repairer(self) -> None:
-        with self._doubt_lock:
-            if self._repairer is not None and self._repairer.is_alive():
-                return
-            self._repairer = threading.Thread(target=self._repair_loop, name="lsh-repairer", daemon=True)
-            self._repairer.start()
-
-    def _repair_loop(self) -> None:
-        """Settles ids in doubt as soon as Redis answers again, so no restart is needed."""
-        while not self._closed.wait(self._repair_interval_s):
-            with self._doubt_lock:
-                pending = list(self._in_doubt)
-            if not pending:
-                return
-            for collection in pending:
-                try:
-                    with self._write_lock:
-                        self._settle(collection)
-                except Exception as exc:  # Redis still away: try again on the next round
-                    log.info("LSH store of %s not settled yet: %s", collection, exc)
+    # -- repair ---------------------------------------------------------------------------
 
     def in_doubt(self) -> int:
         """Points whose failed LSH write is not settled yet (0 when both stores agree)."""
-        with self._doubt_lock:
-            return sum(map(len, self._in_doubt.values()))
+        return self._repair.in_doubt()
 
     def reconcile(self, collection: str) -> Audit:
-        """Makes the LSH store hold exactly Qdrant's points by comparing digests (no vectors
-        read but those rewritten); points stored before digests existed get one in both."""
-        self._lsh.ensure_collection(collection, self._dim(collection))
-        audit = self._scan(collection, repair=True, deep=False)
-        if audit.repaired:
-            log.warning("reconciled the LSH store of %s with Qdrant: %s", collection, audit)
-        return audit
+        self._dim(collection)
+        return self._repair.reconcile(collection)
 
     def verify(self, collection: str, repair: bool = False) -> Audit:
-        """Compares the two stores point by point (digests and content), in batches; with
-        `repair`, rewrites the LSH store from Qdrant where they differ."""
         self._dim(collection)
-        with self._write_lock:  # a consistent view: no write lands mid-audit
-            return self._with_redis(lambda: self._scan(collection, repair, deep=True))
-
-    def _scan(self, collection: str, repair: bool, deep: bool) -> Audit:
-        """One pass over Qdrant, then one over the LSH ids, a batch at a time: memory holds a
-        batch of points, never the collection."""
-        if repair:
-            self._lsh.fence(collection)
-        audit = Audit(lsh_points=self._lsh.count(collection))
-        for batch in self._vectors.iter_points(collection, AUDIT_BATCH, with_vectors=deep):
-            audit.points += len(batch)
-            wrong, undigested = self._compare(collection, batch, deep, audit)
-            audit.undigested += len(undigested)
-            if repair and (wrong or undigested):
-                self._rewrite(collection, wrong, undigested, have_vectors=deep)
-                audit.repaired += len(wrong)
-        for ids in self._lsh.iter_ids(collection, AUDIT_BATCH):
-            present = {p.id for p in self._vectors.retrieve(collection, ids, with_vectors=False)}
-            extra = [i for i in ids if i not in present]
-            audit.extra_in_lsh += len(extra)
-            for point_id in extra:
-                audit.note(point_id)
-            if repair and extra:
-                self._lsh.delete(collection, extra)
-                audit.repaired += len(extra)
-        if repair:
-            self._needs_repair.discard(collection)
-        if not audit.consistent:
-            log.warning("audit of %s: %s", collection, audit)
-        return audit
-
-    def _compare(
-        self, collection: str, batch: list[StoredPoint], deep: bool, audit: Audit
-    ) -> tuple[list[StoredPoint], list[StoredPoint]]:
-        """Qdrant's points that the LSH store lacks or holds otherwise, and those with no digest."""
-        ids = [p.id for p in batch]
-        copies = self._lsh.stored(collection, ids) if deep else {}
-        held = {i: c.digest for i, c in copies.items()} if deep else self._lsh.digests(collection, ids)
-        wrong, undigested = [], []
-        for point in batch:
-            if point.digest is None:
-                undigested.append(point)
-            if point.id not in held:
-                audit.missing_in_lsh += 1
-            else:
-                # A point without a digest has nothing to compare it with: only its content tells.
-                digest_agrees = point.digest is None or held[point.id] == point.digest
-                if digest_agrees and (not deep or _same_content(point, copies[point.id])):
-                    continue
-                audit.diverged += 1
-            audit.note(point.id)
-            wrong.append(point)
-        return wrong, undigested
-
-    def _rewrite(
-        self, collection: str, wrong: list[StoredPoint], undigested: list[StoredPoint], have_vectors: bool
-    ) -> None:
-        """Copies Qdrant's version of `wrong` to the LSH store; gives `undigested` points (stored
-        before digests, and before typed match keywords) both in both stores."""
-        ids = list(dict.fromkeys(p.id for p in [*wrong, *undigested]))
-        points = (
-            {p.id: p for p in [*wrong, *undigested]}
-            if have_vectors
-            else {p.id: p for p in self._vectors.retrieve(collection, ids)}
-        )
-        backfill = [points[p.id] for p in undigested if p.id in points]
-        for point in backfill:
-            point.digest = point_digest(point.vector, point.metadata)
-        if backfill:
-            self._vectors.upsert(collection, backfill)  # the payload gains digest and match keywords
-        self._lsh.upsert(collection, [points[i] for i in ids if i in points])
+        return self._repair.verify(collection, repair)
 
     def _maybe_optimize(self, collection: str) -> None:
         """Rebuilds the HNSW graph in the background each time the collection doubles."""
@@ -651,7 +477,7 @@ class IndexEngine:
     ) -> SearchOutcome:
         with self._metrics.stage(f"search_{index}"):
             if index is IndexKind.LSH:
-                result = self._with_redis(lambda: self._lsh.search(collection, query, top_k, metadata_filter))
+                result = with_redis(lambda: self._lsh.search(collection, query, top_k, metadata_filter))
                 hits = result.hits
                 if with_vectors and hits:
                     stored = {
@@ -678,9 +504,7 @@ class IndexEngine:
         return None
 
     def close(self) -> None:
-        self._closed.set()
-        if self._repairer is not None:
-            self._repairer.join()
+        self._repair.close()
         self.wait_for_optimize()
         with self._write_lock:
             self._vectors.close()
@@ -698,10 +522,3 @@ def _page(
     `min_score` dropped."""
     kept = [h for h in hits if h.id not in leave_out][offset : offset + top_k]
     return kept if min_score is None else [h for h in kept if h.score >= min_score]
-
-
-def _same_content(point: StoredPoint, copy: StoredPoint) -> bool:
-    """The LSH store keeps float16 copies: equal within float16 rounding, metadata exactly."""
-    if copy.vector.shape != point.vector.shape or copy.metadata != point.metadata:
-        return False
-    return bool(np.allclose(copy.vector.astype(np.float32), point.vector, rtol=1e-3, atol=1e-3))

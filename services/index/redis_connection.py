@@ -1,10 +1,15 @@
-"""One Redis client for the LSH store, from the index settings: plain, TLS or mutual TLS."""
+"""One Redis client for the LSH store, from the index settings: plain, TLS or mutual TLS; and
+Redis errors as UNAVAILABLE."""
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import redis
 
+from imsearch.core.errors import Unavailable
 from services.index.settings import IndexSettings
+
+T = TypeVar("T")
 
 # Long enough for a big pipeline on a loaded machine, short enough that a dead Redis is seen
 # (the write path then undoes Qdrant and answers UNAVAILABLE).
@@ -32,3 +37,11 @@ def connect_redis(settings: IndexSettings) -> redis.Redis:
         socket_connect_timeout=CONNECT_TIMEOUT_S,
         **tls_options(settings),
     )
+
+
+def with_redis(action: Callable[[], T]) -> T:
+    """Runs a step that talks to Redis; a Redis failure becomes UNAVAILABLE (retry later)."""
+    try:
+        return action()
+    except redis.exceptions.RedisError as exc:
+        raise Unavailable(f"LSH store (Redis) unavailable: {exc}") from None

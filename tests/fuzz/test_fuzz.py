@@ -20,7 +20,7 @@ from PIL import Image
 from cli.suite import Suite
 from imsearch.core.errors import InvalidArgument, ResourceExhausted
 from imsearch.core.structs import to_struct
-from imsearch.v1 import index_pb2, index_pb2_grpc, search_pb2, search_pb2_grpc
+from imsearch.v1 import encoder_pb2, index_pb2, index_pb2_grpc, search_pb2, search_pb2_grpc
 from services.encoder.images import decode_image, preprocess
 from services.encoder.model_spec import Preprocessing
 from tests.helpers import jpeg, png
@@ -100,11 +100,24 @@ def outcome(call: Any) -> grpc.StatusCode:
     image_id=st.text(max_size=300),
     image=st.one_of(mutated_images(), st.just(SEEDS[0])),
     meta=metadata,
+    on_duplicate=st.integers(0, 3),
+    duplicate_min_score=st.none() | st.floats(allow_nan=True, allow_infinity=True, width=32),
 )
 def test_any_add_is_stored_or_refused(
-    gateway: search_pb2_grpc.SearchServiceStub, image_id: str, image: bytes, meta: dict[str, Any]
+    gateway: search_pb2_grpc.SearchServiceStub,
+    image_id: str,
+    image: bytes,
+    meta: dict[str, Any],
+    on_duplicate: int,
+    duplicate_min_score: float | None,
 ) -> None:
-    request = search_pb2.AddImageRequest(id=image_id, image=image, metadata=to_struct(meta))
+    request = search_pb2.AddImageRequest(
+        id=image_id,
+        image=image,
+        metadata=to_struct(meta),
+        on_duplicate=on_duplicate,
+        duplicate_min_score=duplicate_min_score,
+    )
     code = outcome(lambda: gateway.AddImage(request, timeout=30))
     assert code == grpc.StatusCode.OK or code in REFUSALS, code
 
@@ -144,4 +157,90 @@ def test_any_vector_search_on_the_index_answers_or_is_refused(
     )
     code = outcome(lambda: index.Search(request, timeout=30))
     allowed = {grpc.StatusCode.OK, grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND}
+    assert code in allowed, code
+
+
+def conditions() -> st.SearchStrategy[index_pb2.Condition]:
+    key = st.text(max_size=10)
+    scalar = (
+        st.booleans()
+        | st.integers(-5, 5)
+        | st.floats(allow_nan=True, allow_infinity=True)
+        | st.text(max_size=4)
+    )
+
+    def equals(k: str, v: Any) -> index_pb2.Condition:
+        made = index_pb2.Condition(key=k)
+        made.equals.CopyFrom(to_struct({"v": v}).fields["v"])
+        return made
+
+    def any_of(k: str, values: list[Any]) -> index_pb2.Condition:
+        made = index_pb2.Condition(key=k)
+        made.any_of.SetInParent()
+        made.any_of.extend(values)
+        return made
+
+    bound = st.none() | st.floats(allow_nan=True, allow_infinity=True)
+    ranged = st.builds(
+        lambda k, a, b: index_pb2.Condition(key=k, range=index_pb2.Range(gte=a, lt=b)), key, bound, bound
+    )
+    return (
+        st.builds(equals, key, scalar)
+        | st.builds(any_of, key, st.lists(scalar, max_size=3))
+        | ranged
+        | st.builds(index_pb2.Condition, key=key)
+    )
+
+
+boxes = st.none() | st.builds(
+    encoder_pb2.Box,
+    x=st.floats(-1, 2, width=32),
+    y=st.floats(-1, 2, width=32),
+    width=st.floats(-1, 2, width=32),
+    height=st.floats(-1, 2, width=32),
+)
+
+
+@given(
+    use_image=st.booleans(),
+    text=st.text(max_size=40),
+    positive_ids=st.lists(st.text(max_size=8), max_size=3),
+    negative_ids=st.lists(st.text(max_size=8), max_size=2),
+    strategy=st.integers(0, 3),
+    offset=st.integers(0, 1200),
+    min_score=st.none() | st.floats(allow_nan=True, allow_infinity=True, width=32),
+    box=boxes,
+    must=st.lists(conditions(), max_size=3),
+    must_not=st.lists(conditions(), max_size=2),
+    collection=st.sampled_from(["", "nope", "../x"]),
+)
+def test_any_rich_query_answers_or_is_refused(
+    gateway: search_pb2_grpc.SearchServiceStub,
+    use_image: bool,
+    text: str,
+    positive_ids: list[str],
+    negative_ids: list[str],
+    strategy: int,
+    offset: int,
+    min_score: float | None,
+    box: encoder_pb2.Box | None,
+    must: list[index_pb2.Condition],
+    must_not: list[index_pb2.Condition],
+    collection: str,
+) -> None:
+    """Examples, text, paging, cut-off, box, structured filters and collections, in any mix."""
+    request = search_pb2.SearchRequest(
+        image=SEEDS[0] if use_image else b"",
+        text=text,
+        positive_ids=positive_ids,
+        negative_ids=negative_ids,
+        strategy=strategy,
+        offset=offset,
+        min_score=min_score,
+        box=box,
+        where=index_pb2.Filter(must=must, must_not=must_not),
+        collection=collection,
+    )
+    code = outcome(lambda: gateway.Search(request, timeout=30))
+    allowed = REFUSALS | {grpc.StatusCode.OK, grpc.StatusCode.NOT_FOUND, grpc.StatusCode.FAILED_PRECONDITION}
     assert code in allowed, code
