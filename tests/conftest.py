@@ -8,7 +8,9 @@ import redis
 
 from cli.suite import Suite, start_suite
 from devtools.embedded_redis import EmbeddedRedis
+from devtools.redis_cluster import EmbeddedRedisCluster
 from services.encoder.model_spec import ModelSpec
+from services.index.stores.redis_lsh import RedisClient
 from tests.helpers import MODEL_REPOSITORY
 
 
@@ -23,6 +25,28 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedR
     server = EmbeddedRedis(tmp_path_factory.mktemp("redis"))
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedRedisCluster]:
+    """A real 3-master Redis Cluster on loopback ports."""
+    cluster = EmbeddedRedisCluster(tmp_path_factory.mktemp("redis-cluster"), masters=3)
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(params=["single", "cluster"])
+def lsh_client(request: pytest.FixtureRequest) -> Iterator[RedisClient]:
+    """The LSH store's tests run on a single Redis and on a Redis Cluster alike."""
+    if request.param == "single":
+        client: RedisClient = redis.Redis.from_url(request.getfixturevalue("redis_server").url)
+        client.flushdb()
+    else:
+        cluster: EmbeddedRedisCluster = request.getfixturevalue("redis_cluster")
+        cluster.flush()
+        client = cluster.client()
+    yield client
+    client.close()
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from services.index.servicer import IndexServicer
 from services.index.settings import IndexSettings
 from services.index.stores.base import VectorStore
 from services.index.stores.qdrant_edge import QdrantEdgeStore
-from services.index.stores.qdrant_server import QdrantServerStore
+from services.index.stores.qdrant_server import Distribution, QdrantServerStore, RetryPolicy
 from services.index.stores.redis_lsh import LshParams, RedisLshStore
 
 SERVICE_NAME = index_pb2.DESCRIPTOR.services_by_name["IndexService"].full_name
@@ -24,6 +24,10 @@ def build_vector_store(settings: IndexSettings) -> VectorStore:
             hnsw_m=settings.hnsw_m,
             hnsw_ef_construct=settings.hnsw_ef_construct,
             hnsw_ef=settings.hnsw_ef,
+            distribution=Distribution(
+                settings.qdrant_shards, settings.qdrant_replication_factor, settings.qdrant_write_consistency
+            ),
+            retry=RetryPolicy(settings.qdrant_retries, settings.qdrant_retry_backoff_s),
         )
     return QdrantEdgeStore(
         settings.data_dir / "qdrant",
@@ -42,7 +46,7 @@ def build_engine(settings: IndexSettings, metrics: ServiceMetrics) -> IndexEngin
         rescore=settings.lsh_rescore,
         full_scan_threshold=settings.lsh_full_scan_threshold,
     )
-    lsh = RedisLshStore(connect_redis(settings), params, settings.redis_prefix)
+    lsh = RedisLshStore(connect_redis(settings), params, settings.redis_prefix, settings.lsh_shards)
     # The embedded shard and Redis live under data_dir; a Qdrant server minds its own disk.
     guard = None if settings.qdrant_url else DiskGuard(settings.data_dir, settings.min_free_disk_mb * MB)
     return IndexEngine(build_vector_store(settings), lsh, metrics, settings.optimize_min_points, guard)

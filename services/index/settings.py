@@ -18,7 +18,14 @@ class IndexSettings(ServiceSettings):
     min_free_disk_mb: int = 256  # writes are refused (RESOURCE_EXHAUSTED) below this much free space
     qdrant_url: str | None = None  # set to use a Qdrant server instead of the embedded engine
     qdrant_api_key: SecretStr | None = None  # sent only over https; never logged
-    redis_url: str = "redis://127.0.0.1:6379/0"  # rediss://... for TLS
+    # A Qdrant server's new collections: 0 leaves each to the server (its defaults).
+    qdrant_shards: int = 0
+    qdrant_replication_factor: int = 0
+    qdrant_write_consistency: int = 0  # replicas that must confirm a write
+    qdrant_retries: int = 3  # for idempotent calls that meet a transient error, with backoff
+    qdrant_retry_backoff_s: float = 0.2
+    redis_url: str = "redis://127.0.0.1:6379/0"  # rediss://... for TLS; any node of a cluster
+    redis_cluster: bool | None = None  # None: ask the server on connect whether it is a cluster
     redis_tls_ca: Path | None = None  # CA that signed Redis's certificate (default: the system's)
     redis_tls_cert: Path | None = None  # client certificate and key, for Redis's tls-auth-clients
     redis_tls_key: Path | None = None
@@ -33,6 +40,7 @@ class IndexSettings(ServiceSettings):
     lsh_probes: int = 8
     lsh_rescore: int = 200
     lsh_full_scan_threshold: int = 1000
+    lsh_shards: int = 0  # per new collection; 0: 1 on a single Redis, 16 on a Redis Cluster
 
     @model_validator(mode="after")
     def _tls_needs_rediss(self) -> Self:

@@ -5,9 +5,11 @@ mode, which the congruence tests use to check this adapter against the embedded 
 """
 
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import tenacity
 from qdrant_client import QdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
@@ -28,19 +30,52 @@ MODEL_KEY = "imsearch_model"
 _TRANSIENT_HTTP = frozenset({408, 429, 500, 502, 503, 504})
 
 
+@dataclass(frozen=True)
+class Distribution:
+    """How a new collection is spread over a Qdrant cluster; 0 leaves it to the server."""
+
+    shards: int = 0
+    replication_factor: int = 0
+    write_consistency: int = 0
+
+    def create_arguments(self) -> dict[str, int]:
+        given = {
+            "shard_number": self.shards,
+            "replication_factor": self.replication_factor,
+            "write_consistency_factor": self.write_consistency,
+        }
+        return {name: value for name, value in given.items() if value}
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    retries: int = 3  # after the first attempt
+    backoff_s: float = 0.2  # doubling from this, capped at 2 s
+
+
+# Calls that may run twice with the same effect (upserts and deletes by id, reads): retried.
+# Creating and dropping collections are not: a repeat after a timeout would fail or undo.
+_IDEMPOTENT = frozenset(
+    {"get_collections", "get_collection", "collection_exists", "retrieve", "query_points", "count",
+     "scroll", "upsert", "delete", "create_payload_index"}
+)  # fmt: skip
+
+
 class _TransientAsUnavailable:
     """The client with its transient failures (no connection, timeouts, 429 and 5xx answers)
-    raised as Unavailable, which callers may retry, instead of surfacing as INTERNAL."""
+    raised as Unavailable, which callers may retry, instead of surfacing as INTERNAL; the
+    idempotent calls are first retried here, with exponential backoff (tenacity)."""
 
-    def __init__(self, client: QdrantClient) -> None:
+    def __init__(self, client: QdrantClient, retry: RetryPolicy) -> None:
         self._client = client
+        self._retry = retry
 
     def __getattr__(self, name: str) -> Any:
         attribute = getattr(self._client, name)
         if not callable(attribute):
             return attribute
 
-        def call(*args: Any, **kwargs: Any) -> Any:
+        def once(*args: Any, **kwargs: Any) -> Any:
             try:
                 return attribute(*args, **kwargs)
             except ResponseHandlingException as exc:
@@ -50,7 +85,15 @@ class _TransientAsUnavailable:
                     raise Unavailable(f"qdrant answered {exc.status_code}: {exc.reason_phrase}") from None
                 raise
 
-        wrapped: Callable[..., Any] = call
+        if name not in _IDEMPOTENT or not self._retry.retries:
+            return once
+        retrying = tenacity.retry(
+            retry=tenacity.retry_if_exception_type(Unavailable),
+            stop=tenacity.stop_after_attempt(1 + self._retry.retries),
+            wait=tenacity.wait_exponential(multiplier=self._retry.backoff_s, max=2.0),
+            reraise=True,
+        )
+        wrapped: Callable[..., Any] = retrying(once)
         return wrapped
 
 
@@ -85,11 +128,16 @@ class QdrantServerStore:
         hnsw_m: int = 16,
         hnsw_ef_construct: int = 128,
         hnsw_ef: int = 128,
+        distribution: Distribution = Distribution(),
+        retry: RetryPolicy = RetryPolicy(),
     ) -> None:
         if api_key is not None and url is not None and not url.startswith("https://"):
             # qdrant-client would send the key in clear text (it only warns).
             raise ValueError("a Qdrant API key is sent only over https: use an https:// qdrant_url")
-        self._client = _TransientAsUnavailable(QdrantClient(url=url, location=location, api_key=api_key))
+        self._client = _TransientAsUnavailable(
+            QdrantClient(url=url, location=location, api_key=api_key), retry
+        )
+        self._distribution = distribution
         self._hnsw = models.HnswConfigDiff(m=hnsw_m, ef_construct=hnsw_ef_construct)
         self._hnsw_ef = hnsw_ef
 
@@ -122,6 +170,7 @@ class QdrantServerStore:
                 "hnsw_m": spec.hnsw_m,
                 "hnsw_ef_construct": spec.hnsw_ef_construct,
             },
+            **self._distribution.create_arguments(),
         )
         # Every equals / any_of condition matches this keyword field: index it.
         self._client.create_payload_index(name, MATCH_KEY, models.PayloadSchemaType.KEYWORD)

@@ -20,27 +20,36 @@ exactly (cosine). Pulling every candidate's vector out of Redis (20 MB per query
 what made LSH slower than exact search. The gateway's rerank re-scores the top ones again in
 float32 from Qdrant.
 
-Redis layout under `<prefix>:<collection>`:
-    :config          hash  dim, tables, bits, seed, centre (fixed once set)
-    :vec             hash  id -> float16 vector bytes
-    :sig             hash  id -> uint32 signature per table (to leave old buckets on replace)
-    :meta            hash  id -> metadata JSON
-    :dig             hash  id -> the point's digest (services.index.point_digest), as in Qdrant
-    :epoch           int   raised by `fence`; every write transaction WATCHes it
-    :b:<table>:<sig> set   ids in that bucket
-Writes of one batch are one MULTI/EXEC transaction: all of it lands or none, and none once
-`fence` has run (a transaction we timed out on may still reach a stalled Redis later).
+Redis layout. A collection's points are spread over `shards` by a hash of their id (16 on a
+cluster, 1 on a single Redis), and
+every key of a shard carries the same hash tag, so each multi-key command (a write's
+MULTI/EXEC, a query's SUNION over buckets) stays in one Redis Cluster slot while the collection
+spreads over every master; a single Redis sees the same names. Under `<prefix>:`:
+    {<collection>}:config          hash  dim, tables, bits, seed, shards, centre (fixed once set)
+    {<collection>.s<NN>}:vec       hash  id -> float16 vector bytes
+    {<collection>.s<NN>}:sig       hash  id -> uint32 signature per table (to leave old buckets on replace)
+    {<collection>.s<NN>}:meta      hash  id -> metadata JSON
+    {<collection>.s<NN>}:dig       hash  id -> the point's digest (services.index.point_digest), as in Qdrant
+    {<collection>.s<NN>}:epoch     int   raised by `fence`; every write transaction WATCHes it
+    {<collection>.s<NN>}:b:<t>:<s> set   ids of the shard in bucket <s> of table <t>
+The writes of one batch to one shard are one MULTI/EXEC transaction: all of it lands or none,
+and none once `fence` has run (a transaction we timed out on may still reach a stalled Redis
+later). A batch over several shards is several transactions; the index service treats a
+failure of any as a failed write (services.index.repair settles the ids).
 """
 
 import itertools
 import json
 import re
-from collections.abc import Callable, Iterable, Iterator, Sequence
+import zlib
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import redis
+from redis.cluster import RedisCluster
 
 from imsearch.core.errors import NotFound
 from imsearch.core.validation import validate_name
@@ -50,6 +59,11 @@ from services.index.stores.base import MetadataFilter, ScoredPoint, StoredPoint
 # Probe candidates per table: single flips of the 8 least certain bits, pairs among the 6 least.
 _SINGLE_FLIPS = 8
 _PAIR_FLIPS = 6
+# Shards per collection, each its own hash tag (its keys share a Redis Cluster slot). On a
+# cluster 16 spread a collection over the masters; on a single Redis one is best: every shard
+# splits each bucket set, and a key costs Redis memory (16 doubled it at 100k points).
+CLUSTER_SHARDS = 16
+RedisClient = redis.Redis | RedisCluster
 
 
 @dataclass(frozen=True)
@@ -84,6 +98,7 @@ class _Collection:
     params: LshParams
     planes: np.ndarray  # (tables * bits, dim)
     centre: np.ndarray | None
+    shards: int
 
 
 def probe_flips(margins: np.ndarray, probes: int) -> np.ndarray:
@@ -117,35 +132,102 @@ def probe_flips(margins: np.ndarray, probes: int) -> np.ndarray:
 
 
 class RedisLshStore:
-    def __init__(self, client: redis.Redis, params: LshParams, prefix: str = "imsearch:lsh") -> None:
+    def __init__(
+        self, client: RedisClient, params: LshParams, prefix: str = "imsearch:lsh", shards: int = 0
+    ) -> None:
+        """`client`: a single Redis or a Redis Cluster (redis-py's RedisCluster). `shards` of a
+        new collection: 0 for 1 on a single Redis and CLUSTER_SHARDS on a cluster."""
         self._redis = client
         self._params = params
         self._prefix = prefix
+        self._new_shards = shards or (CLUSTER_SHARDS if isinstance(client, RedisCluster) else 1)
         self._collections: dict[str, _Collection] = {}
 
     def ping(self) -> None:
         self._redis.ping()
 
-    def _key(self, collection: str, *parts: object) -> str:
-        return ":".join([self._prefix, validate_name("collection", collection), *map(str, parts)])
+    # -- key layout (see the module docstring) -----------------------------------------------
+
+    def _config_key(self, collection: str) -> str:
+        return f"{self._prefix}:{{{validate_name('collection', collection)}}}:config"
+
+    def _key(self, collection: str, shard: int, *parts: object) -> str:
+        tag = f"{{{validate_name('collection', collection)}.s{shard:02d}}}"
+        return ":".join([self._prefix, tag, *map(str, parts)])
+
+    def point_key(self, collection: str, point_id: str, field: str) -> str:
+        """The hash (`vec`, `sig`, `meta`, `dig`) that holds `field` of this point, or its
+        shard's `epoch`: for tools and tests that look at Redis directly."""
+        return self._key(collection, self.shard_of(point_id, self._state(collection).shards), field)
+
+    @staticmethod
+    def shard_of(point_id: str, shards: int) -> int:
+        return zlib.crc32(point_id.encode()) % shards
+
+    def _shards(self, collection: str) -> range:
+        return range(self._state(collection).shards)
+
+    def _by_shard(self, collection: str, ids: Sequence[str]) -> dict[int, list[int]]:
+        """Shard -> positions in `ids` of the ids it holds."""
+        shards = self._state(collection).shards
+        groups: dict[int, list[int]] = defaultdict(list)
+        for position, point_id in enumerate(ids):
+            groups[self.shard_of(point_id, shards)].append(position)
+        return groups
+
+    def _hmget(self, collection: str, field: str, ids: Sequence[str]) -> list[Any]:
+        """HMGET of one field for ids over all their shards (one pipeline), in `ids` order."""
+        if not ids:
+            return []
+        groups = self._by_shard(collection, ids)
+        pipe = self._redis.pipeline(transaction=False)
+        for shard, positions in groups.items():
+            pipe.hmget(self._key(collection, shard, field), [ids[p] for p in positions])
+        found: list[Any] = [None] * len(ids)
+        for positions, values in zip(groups.values(), pipe.execute(), strict=True):
+            for position, value in zip(positions, values, strict=True):
+                found[position] = value
+        return found
+
+    # -- collections -------------------------------------------------------------------------
 
     def ensure_collection(self, collection: str, dim: int, tables: int = 0, bits: int = 0) -> LshParams:
         """Creates the collection's config if new (tables and bits: 0 for the store's own); an
         existing one keeps its own parameters."""
-        key = self._key(collection, "config")
+        self._drop_legacy_layout(collection)
+        key = self._config_key(collection)
         for field, value in {
             "dim": dim,
             "tables": tables or self._params.tables,
             "bits": bits or self._params.bits,
             "seed": self._params.seed,
+            "shards": self._new_shards,
         }.items():
             self._redis.hsetnx(key, field, value)
         return self.params(collection)
 
+    def _drop_legacy_layout(self, collection: str) -> None:
+        """Keys of the layout before shards (`<prefix>:<collection>:...`): removed, so the
+        start-up reconcile rewrites the collection from Qdrant in today's layout."""
+        legacy = f"{self._prefix}:{validate_name('collection', collection)}"
+        if self._redis.exists(f"{legacy}:config"):
+            self._unlink_matching(re.sub(r"([*?\[\]\\])", r"\\\1", legacy) + ":*")
+
+    def _unlink_matching(self, pattern: str) -> int:
+        removed, batch = 0, []
+        for key in self._redis.scan_iter(match=pattern, count=1000):
+            batch.append(key)
+            if len(batch) == 1000:
+                removed += int(self._redis.unlink(*batch))
+                batch = []
+        if batch:
+            removed += int(self._redis.unlink(*batch))
+        return removed
+
     def _state(self, collection: str) -> _Collection:
         state = self._collections.get(collection)
         if state is None:
-            stored = self._redis.hgetall(self._key(collection, "config"))
+            stored = self._redis.hgetall(self._config_key(collection))
             if not stored:
                 raise NotFound(f"LSH collection {collection!r} does not exist")
             params = LshParams(
@@ -164,12 +246,31 @@ class RedisLshStore:
                 params,
                 planes.astype(np.float32),
                 None if centre is None else np.frombuffer(_bytes(centre), dtype=np.float32),
+                int(stored[b"shards"]),
             )
             self._collections[collection] = state
         return state
 
     def params(self, collection: str) -> LshParams:
         return self._state(collection).params
+
+    def drop_collection(self, collection: str) -> int:
+        """Removes every key of the collection; returns how many. A write still on its way
+        aborts (its WATCHed epoch keys go first)."""
+        try:
+            shards = self._shards(collection)
+        except NotFound:
+            return 0
+        self._collections.pop(collection, None)
+        removed = int(self._redis.unlink(*(self._key(collection, s, "epoch") for s in shards)))
+        for shard in shards:
+            tag = re.sub(r"([*?\[\]\\])", r"\\\1", self._key(collection, shard))
+            removed += self._unlink_matching(tag + ":*")
+        removed += int(self._redis.unlink(self._config_key(collection)))
+        self._collections.pop(collection, None)  # a search may have cached it meanwhile
+        return removed
+
+    # -- signatures --------------------------------------------------------------------------
 
     def _margins(self, collection: str, vectors: np.ndarray) -> np.ndarray:
         """(n, dim) -> (n, tables, bits) signed distances to the planes through the centre."""
@@ -184,123 +285,148 @@ class RedisLshStore:
         """(n, dim) -> (n, tables) uint32 bucket signatures."""
         return _pack_sides(self._margins(collection, vectors))
 
+    # -- writes ------------------------------------------------------------------------------
+
     def fence(self, collection: str) -> None:
         """Makes every write of `collection` not yet run by Redis abort: one we gave up on
         after a timeout can still reach Redis late, and must not land after a repair."""
-        self._redis.incr(self._key(collection, "epoch"))
+        pipe = self._redis.pipeline(transaction=False)
+        for shard in self._shards(collection):
+            pipe.incr(self._key(collection, shard, "epoch"))
+        pipe.execute()
 
     def _transact(
         self,
         collection: str,
+        shard: int,
         ids: Sequence[str],
         build: Callable[[Any, list[np.ndarray | None]], None],
     ) -> None:
-        """One MULTI/EXEC, built by `build(pipe, old signatures of ids)`: all of it lands or
-        none, and none if `fence` ran since the signatures were read (WATCH on the epoch)."""
+        """One MULTI/EXEC on one shard, built by `build(pipe, old signatures of ids)`: all of it
+        lands or none, and none if `fence` ran since the signatures were read."""
         with self._redis.pipeline(transaction=True) as pipe:
-            pipe.watch(self._key(collection, "epoch"))  # type: ignore[no-untyped-call]
-            raw = pipe.hmget(self._key(collection, "sig"), list(ids))
+            pipe.watch(self._key(collection, shard, "epoch"))
+            raw = pipe.hmget(self._key(collection, shard, "sig"), list(ids))
             old = [None if r is None else np.frombuffer(_bytes(r), dtype=np.uint32) for r in raw]
             pipe.multi()
             build(pipe, old)
             pipe.execute()
 
     def _write(
-        self, pipe: Any, collection: str, point: StoredPoint, sig: np.ndarray, old: np.ndarray | None
+        self,
+        pipe: Any,
+        collection: str,
+        shard: int,
+        point: StoredPoint,
+        sig: np.ndarray,
+        old: np.ndarray | None,
     ) -> None:
         if old is not None:
             for table, bucket in enumerate(old):
-                pipe.srem(self._key(collection, "b", table, bucket), point.id)
+                pipe.srem(self._key(collection, shard, "b", table, bucket), point.id)
         for table, bucket in enumerate(sig):
-            pipe.sadd(self._key(collection, "b", table, bucket), point.id)
-        pipe.hset(self._key(collection, "vec"), point.id, point.vector.astype(np.float16).tobytes())
-        pipe.hset(self._key(collection, "sig"), point.id, sig.tobytes())
-        pipe.hset(self._key(collection, "meta"), point.id, json.dumps(point.metadata))
-        pipe.hset(self._key(collection, "dig"), point.id, digest_of(point))
+            pipe.sadd(self._key(collection, shard, "b", table, bucket), point.id)
+        pipe.hset(self._key(collection, shard, "vec"), point.id, point.vector.astype(np.float16).tobytes())
+        pipe.hset(self._key(collection, shard, "sig"), point.id, sig.tobytes())
+        pipe.hset(self._key(collection, shard, "meta"), point.id, json.dumps(point.metadata))
+        pipe.hset(self._key(collection, shard, "dig"), point.id, digest_of(point))
+
+    def _rewrite(self, collection: str, points: Sequence[StoredPoint], sigs: np.ndarray) -> None:
+        """Writes points (float32 vectors) with their signatures, one transaction per shard."""
+        for shard, positions in self._by_shard(collection, [p.id for p in points]).items():
+
+            def build(
+                pipe: Any, old: list[np.ndarray | None], shard: int = shard, positions: list[int] = positions
+            ) -> None:
+                for k, i in enumerate(positions):
+                    self._write(pipe, collection, shard, points[i], sigs[i], old[k])
+
+            self._transact(collection, shard, [points[i].id for i in positions], build)
 
     def upsert(self, collection: str, points: Sequence[StoredPoint]) -> None:
         if not points:
             return
         vectors = np.stack([p.vector for p in points]).astype(np.float32)
-        new_sigs = self.signatures(collection, vectors)
-
-        def build(pipe: Any, old_sigs: list[np.ndarray | None]) -> None:
-            for point, vector, sig, old in zip(points, vectors, new_sigs, old_sigs, strict=True):
-                as_float32 = StoredPoint(point.id, vector, point.metadata, point.digest)
-                self._write(pipe, collection, as_float32, sig, old)
-
-        self._transact(collection, [p.id for p in points], build)
+        as_float32 = [
+            StoredPoint(p.id, v, p.metadata, p.digest) for p, v in zip(points, vectors, strict=True)
+        ]
+        self._rewrite(collection, as_float32, self.signatures(collection, vectors))
         state = self._state(collection)
         if state.centre is None and self.count(collection) >= state.params.full_scan_threshold:
             self._fit_centre(collection)
 
     def _fit_centre(self, collection: str) -> None:
-        """Fixes the centre at the mean of what is stored and re-hashes those points, atomically."""
+        """Fixes the centre at the mean of what is stored and re-hashes those points, shard by
+        shard, then records the centre. Until it is recorded every query scores the whole
+        collection, so a crash part-way loses nothing: the next upsert fits it again."""
         points = list(self._iter_points(collection))
         centre = np.mean([p.vector for p in points], axis=0).astype(np.float32)
         state = self._state(collection)
         state.centre = centre
         try:
-            new_sigs = self.signatures(collection, np.stack([p.vector for p in points]))
-
-            def build(pipe: Any, old_sigs: list[np.ndarray | None]) -> None:
-                pipe.hset(self._key(collection, "config"), "centre", centre.tobytes())
-                for point, sig, old in zip(points, new_sigs, old_sigs, strict=True):
-                    self._write(pipe, collection, point, sig, old)
-
-            self._transact(collection, [p.id for p in points], build)
+            self._rewrite(
+                collection, points, self.signatures(collection, np.stack([p.vector for p in points]))
+            )
+            self._redis.hset(self._config_key(collection), "centre", centre.tobytes())
         except BaseException:
             state.centre = None
             raise
 
-    def _iter_points(self, collection: str) -> Iterator[StoredPoint]:
-        metadata = self._redis.hgetall(self._key(collection, "meta"))
-        digests = self._redis.hgetall(self._key(collection, "dig"))
-        for key, raw in self._redis.hscan_iter(self._key(collection, "vec"), count=1000):
-            vector = np.frombuffer(_bytes(raw), dtype=np.float16).astype(np.float32)
-            digest = digests.get(key)
-            yield StoredPoint(
-                _text(key),
-                vector,
-                json.loads(metadata.get(key, b"{}")),
-                None if digest is None else _text(digest),
-            )
-
     def delete(self, collection: str, ids: Sequence[str]) -> None:
-        def build(pipe: Any, old_sigs: list[np.ndarray | None]) -> None:
-            for point_id, old in zip(ids, old_sigs, strict=True):
-                if old is None:
-                    continue
-                for table, bucket in enumerate(old):
-                    pipe.srem(self._key(collection, "b", table, bucket), point_id)
-                for field in ("vec", "sig", "meta", "dig"):
-                    pipe.hdel(self._key(collection, field), point_id)
+        for shard, positions in self._by_shard(collection, ids).items():
+            shard_ids = [ids[i] for i in positions]
 
-        self._transact(collection, ids, build)
+            def build(
+                pipe: Any,
+                old_sigs: list[np.ndarray | None],
+                shard: int = shard,
+                shard_ids: list[str] = shard_ids,
+            ) -> None:
+                for point_id, old in zip(shard_ids, old_sigs, strict=True):
+                    if old is None:
+                        continue
+                    for table, bucket in enumerate(old):
+                        pipe.srem(self._key(collection, shard, "b", table, bucket), point_id)
+                    for field in ("vec", "sig", "meta", "dig"):
+                        pipe.hdel(self._key(collection, shard, field), point_id)
 
-    def drop_collection(self, collection: str) -> int:
-        """Removes every key of the collection; returns how many. A write still on its way
-        aborts (its WATCHed epoch key goes first)."""
-        self._collections.pop(collection, None)
-        pattern = re.sub(r"([*?\[\]\\])", r"\\\1", self._key(collection)) + ":*"
-        removed = self._redis.unlink(self._key(collection, "epoch"))
-        batch: list[bytes] = []
-        for key in self._redis.scan_iter(match=pattern, count=1000):
-            batch.append(key)
-            if len(batch) == 1000:
-                removed += self._redis.unlink(*batch)
-                batch = []
-        if batch:
-            removed += self._redis.unlink(*batch)
-        self._collections.pop(collection, None)  # a search may have cached it meanwhile
-        return int(removed)
+            self._transact(collection, shard, shard_ids, build)
 
-    def _probe_keys(self, collection: str, margins: np.ndarray, signature: np.ndarray) -> list[str]:
-        """The query's (tables, bits) margins and (tables,) signature -> bucket keys to read."""
-        probes = self.params(collection).probes
-        probed = signature.astype(np.int64)[:, None] ^ probe_flips(np.abs(margins), probes)
-        prefix = self._key(collection, "b")
-        return [f"{prefix}:{table}:{bucket}" for table, row in enumerate(probed.tolist()) for bucket in row]
+    # -- reads -------------------------------------------------------------------------------
+
+    def _iter_points(self, collection: str) -> Iterator[StoredPoint]:
+        for shard in self._shards(collection):
+            metadata = self._redis.hgetall(self._key(collection, shard, "meta"))
+            digests = self._redis.hgetall(self._key(collection, shard, "dig"))
+            for key, raw in self._redis.hscan_iter(self._key(collection, shard, "vec"), count=1000):
+                vector = np.frombuffer(_bytes(raw), dtype=np.float16).astype(np.float32)
+                digest = digests.get(key)
+                yield StoredPoint(
+                    _text(key),
+                    vector,
+                    json.loads(metadata.get(key, b"{}")),
+                    None if digest is None else _text(digest),
+                )
+
+    def _probe_keys(self, collection: str, shard: int, probed: list[list[int]]) -> list[str]:
+        prefix = self._key(collection, shard, "b")
+        return [f"{prefix}:{table}:{bucket}" for table, row in enumerate(probed) for bucket in row]
+
+    def _candidates(self, collection: str, margins: np.ndarray, signature: np.ndarray) -> list[str]:
+        """The ids in the query's probed buckets of every shard (all ids while uncentred)."""
+        state = self._state(collection)
+        pipe = self._redis.pipeline(transaction=False)
+        if state.centre is None:  # small collection: score everything
+            for shard in self._shards(collection):
+                pipe.hkeys(self._key(collection, shard, "vec"))
+        else:
+            flips = probe_flips(np.abs(margins), state.params.probes)
+            probed = (signature.astype(np.int64)[:, None] ^ flips).tolist()
+            for shard in self._shards(collection):
+                # One shard's buckets share a slot; redis-py's cluster pipeline refuses multi-key
+                # commands by name, so it gets the raw command, routed by that slot.
+                pipe.execute_command("SUNION", *self._probe_keys(collection, shard, probed))
+        return [_text(c) for found in pipe.execute() for c in found]
 
     def search(
         self,
@@ -313,12 +439,7 @@ class RedisLshStore:
         state = self._state(collection)
         margins = self._margins(collection, vector[None, :])  # once: buckets, probes, ranking
         signature = _pack_sides(margins)[0]
-        raw_ids: Iterable[bytes | str]
-        if state.centre is None:  # small collection: score everything
-            raw_ids = self._redis.hkeys(self._key(collection, "vec"))
-        else:
-            raw_ids = self._redis.sunion(self._probe_keys(collection, margins[0], signature))
-        candidates = [_text(c) for c in raw_ids]
+        candidates = self._candidates(collection, margins[0], signature)
         metadata: dict[str, dict[str, Any]] | None = None  # read up front only to filter
         if metadata_filter:  # filter first, so the shortlist holds only points that may be returned
             metadata = self._metadata(collection, candidates)
@@ -331,14 +452,14 @@ class RedisLshStore:
         return LshResult(hits, len(candidates), len(shortlist))
 
     def _metadata(self, collection: str, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
-        raw = self._redis.hmget(self._key(collection, "meta"), list(ids)) if ids else []
+        raw = self._hmget(collection, "meta", ids)
         return {i: json.loads(r) for i, r in zip(ids, raw, strict=True) if r is not None}
 
     def _closest_signatures(
         self, collection: str, query: np.ndarray, candidates: list[str], limit: int
     ) -> list[str]:
         """The `limit` candidates whose signatures differ from the query's in the fewest bits."""
-        raw: list[Any] = self._redis.hmget(self._key(collection, "sig"), candidates)
+        raw = self._hmget(collection, "sig", candidates)
         present = [i for i, r in enumerate(raw) if r is not None]  # deleted since the union
         signatures = np.frombuffer(b"".join(raw[i] for i in present), dtype=np.uint32)
         distance = np.bitwise_count(signatures.reshape(len(present), -1) ^ query).sum(axis=1)
@@ -359,7 +480,7 @@ class RedisLshStore:
         """The best `top_k` of `ids` by cosine against their stored float16 vectors."""
         if not ids:
             return []
-        raw_vectors: list[Any] = self._redis.hmget(self._key(collection, "vec"), ids)
+        raw_vectors = self._hmget(collection, "vec", ids)
         present = [i for i, r in enumerate(raw_vectors) if r is not None]
         matrix = np.frombuffer(b"".join(raw_vectors[i] for i in present), dtype=np.float16)
         scores = matrix.reshape(len(present), -1).astype(np.float32) @ vector.astype(np.float32)
@@ -374,12 +495,7 @@ class RedisLshStore:
 
     def stored(self, collection: str, ids: Sequence[str]) -> dict[str, StoredPoint]:
         """What the store holds for each of `ids` that it has: float16 vector, metadata, digest."""
-        if not ids:
-            return {}
-        pipe = self._redis.pipeline(transaction=False)
-        for field in ("vec", "meta", "dig"):
-            pipe.hmget(self._key(collection, field), list(ids))
-        vectors, metadata, digests = pipe.execute()
+        vectors, metadata, digests = (self._hmget(collection, field, ids) for field in ("vec", "meta", "dig"))
         return {
             point_id: StoredPoint(
                 point_id,
@@ -393,12 +509,8 @@ class RedisLshStore:
 
     def digests(self, collection: str, ids: Sequence[str]) -> dict[str, str | None]:
         """The digest of each of `ids` the store has (None: stored before digests existed)."""
-        if not ids:
-            return {}
-        pipe = self._redis.pipeline(transaction=False)
-        pipe.hmget(self._key(collection, "dig"), list(ids))
-        pipe.hmget(self._key(collection, "sig"), list(ids))  # presence, for points without a digest
-        digests, signatures = pipe.execute()
+        digests = self._hmget(collection, "dig", ids)
+        signatures = self._hmget(collection, "sig", ids)  # presence, for points without a digest
         return {
             point_id: None if digest is None else _text(digest)
             for point_id, digest, signature in zip(ids, digests, signatures, strict=True)
@@ -406,17 +518,21 @@ class RedisLshStore:
         }
 
     def count(self, collection: str) -> int:
-        return int(self._redis.hlen(self._key(collection, "vec")))
+        pipe = self._redis.pipeline(transaction=False)
+        for shard in self._shards(collection):
+            pipe.hlen(self._key(collection, shard, "vec"))
+        return int(sum(pipe.execute()))
 
     def iter_ids(self, collection: str, batch: int = 512) -> Iterator[list[str]]:
         """Every stored id, a batch at a time (HSCAN: ids removed meanwhile may still appear)."""
         # HSCAN's NOVALUES needs Redis 7.4; signatures are small, so read and drop them.
         ids: list[str] = []
-        for key, _ in self._redis.hscan_iter(self._key(collection, "sig"), count=batch):
-            ids.append(_text(key))
-            if len(ids) == batch:
-                yield ids
-                ids = []
+        for shard in self._shards(collection):
+            for key, _ in self._redis.hscan_iter(self._key(collection, shard, "sig"), count=batch):
+                ids.append(_text(key))
+                if len(ids) == batch:
+                    yield ids
+                    ids = []
         if ids:
             yield ids
 

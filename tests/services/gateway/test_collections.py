@@ -198,9 +198,9 @@ def test_a_dropped_collection_leaves_nothing_and_the_default_comes_back(
     shards = data_dir / "qdrant"
     assert suite.redis is not None
     client = redis.Redis.from_url(suite.redis.url)
-    assert (shards / "dropme").is_dir() and client.keys("imsearch:lsh:dropme:*")
+    assert (shards / "dropme").is_dir() and client.keys("imsearch:lsh:{dropme*")
     stub.DropCollection(index_pb2.DropCollectionRequest(collection="dropme"))
-    assert not (shards / "dropme").exists() and client.keys("imsearch:lsh:dropme:*") == []
+    assert not (shards / "dropme").exists() and client.keys("imsearch:lsh:{dropme*") == []
     remade = create(stub, "dropme", "color_histogram")
     assert (remade.points, remade.lsh_points, remade.model) == (0, 0, "color_histogram")
     stub.DropCollection(index_pb2.DropCollectionRequest(collection="dropme"))

@@ -14,6 +14,7 @@ from imsearch.core.validation import MAX_IDS_PER_REQUEST
 from imsearch.v1 import index_pb2, index_pb2_grpc
 from services.index.app import IndexApp, start_index
 from services.index.settings import IndexSettings
+from services.index.stores.redis_lsh import LshParams, RedisLshStore
 
 DIM = 16
 Start = Callable[..., IndexApp]
@@ -277,13 +278,13 @@ def test_verify_finds_every_kind_of_divergence_and_repairs_it_without_a_restart(
         40, 40, 0, 0, 0,
     )  # fmt: skip
     raw = redis.Redis.from_url(redis_server.url)
-    prefix = "imsearch:lsh:c"
-    raw.hdel(f"{prefix}:vec", "p1")  # a point the LSH store lost
-    raw.hdel(f"{prefix}:sig", "p1")
-    raw.hset(f"{prefix}:vec", "ghost", np.zeros(DIM, np.float16).tobytes())  # one Qdrant never had
-    raw.hset(f"{prefix}:sig", "ghost", b"\0" * 4 * 64)
-    raw.hset(f"{prefix}:vec", "p2", np.ones(DIM, np.float16).tobytes())  # a replaced id, old vector
-    raw.hset(f"{prefix}:meta", "p3", '{"group": 99}')  # stale metadata
+    key = RedisLshStore(raw, LshParams()).point_key
+    raw.hdel(key("c", "p1", "vec"), "p1")  # a point the LSH store lost
+    raw.hdel(key("c", "p1", "sig"), "p1")
+    raw.hset(key("c", "ghost", "vec"), "ghost", np.zeros(DIM, np.float16).tobytes())  # one Qdrant never had
+    raw.hset(key("c", "ghost", "sig"), "ghost", b"\0" * 4 * 64)
+    raw.hset(key("c", "p2", "vec"), "p2", np.ones(DIM, np.float16).tobytes())  # a replaced id, old vector
+    raw.hset(key("c", "p3", "meta"), "p3", '{"group": 99}')  # stale metadata
     audit = stub.Verify(index_pb2.VerifyRequest(collection="c"))
     assert (audit.missing_in_lsh, audit.extra_in_lsh, audit.diverged, audit.repaired) == (1, 1, 2, 0)
     assert set(audit.sample_ids) == {"p1", "ghost", "p2", "p3"}

@@ -1,12 +1,13 @@
-"""The LSH bucket store against a real redis-server."""
+"""The LSH bucket store against a real redis-server and a real 3-master Redis Cluster."""
 
 import numpy as np
 import pytest
-import redis
+from redis.crc import key_slot
 
+from devtools.redis_cluster import EmbeddedRedisCluster
 from imsearch.core.filters import Filter
 from services.index.stores.base import StoredPoint
-from services.index.stores.redis_lsh import LshParams, RedisLshStore
+from services.index.stores.redis_lsh import CLUSTER_SHARDS, LshParams, RedisClient, RedisLshStore
 
 DIM = 64
 
@@ -19,7 +20,7 @@ def clustered(n: int, clusters: int = 20, seed: int = 0, spread: float = 0.35) -
     return (points / np.linalg.norm(points, axis=1, keepdims=True)).astype(np.float32)
 
 
-def store_with(client: redis.Redis, vectors: np.ndarray, **params: int) -> RedisLshStore:
+def store_with(client: RedisClient, vectors: np.ndarray, **params: int) -> RedisLshStore:
     store = RedisLshStore(client, LshParams(**params), prefix="test")
     store.ensure_collection("c", DIM)
     points = [StoredPoint(str(i), v, {"parity": i % 2}) for i, v in enumerate(vectors)]
@@ -28,16 +29,16 @@ def store_with(client: redis.Redis, vectors: np.ndarray, **params: int) -> Redis
     return store
 
 
-def test_signatures_are_deterministic_across_processes(redis_client: redis.Redis) -> None:
+def test_signatures_are_deterministic_across_processes(lsh_client: RedisClient) -> None:
     vectors = clustered(10)
-    first = store_with(redis_client, vectors)
-    second = RedisLshStore(redis_client, LshParams(), prefix="test")  # a fresh process, same Redis
+    first = store_with(lsh_client, vectors)
+    second = RedisLshStore(lsh_client, LshParams(), prefix="test")  # a fresh process, same Redis
     np.testing.assert_array_equal(first.signatures("c", vectors), second.signatures("c", vectors))
 
 
-def test_recall_against_exact_search_with_a_fraction_scored(redis_client: redis.Redis) -> None:
+def test_recall_against_exact_search_with_a_fraction_scored(lsh_client: RedisClient) -> None:
     vectors = clustered(4000)
-    store = store_with(redis_client, vectors, tables=12, bits=10, full_scan_threshold=0)
+    store = store_with(lsh_client, vectors, tables=12, bits=10, full_scan_threshold=0)
     queries = clustered(50, seed=1)
     recalls, looked_at = [], []
     for query in queries:
@@ -50,10 +51,10 @@ def test_recall_against_exact_search_with_a_fraction_scored(redis_client: redis.
     assert np.mean(looked_at) <= 0.5
 
 
-def test_signature_shortlist_keeps_recall_while_rescoring_few(redis_client: redis.Redis) -> None:
+def test_signature_shortlist_keeps_recall_while_rescoring_few(lsh_client: RedisClient) -> None:
     vectors = clustered(4000)
-    shortlisted = store_with(redis_client, vectors, full_scan_threshold=0, rescore=100)
-    every = RedisLshStore(redis_client, LshParams(rescore=0, full_scan_threshold=0), prefix="test")
+    shortlisted = store_with(lsh_client, vectors, full_scan_threshold=0, rescore=100)
+    every = RedisLshStore(lsh_client, LshParams(rescore=0, full_scan_threshold=0), prefix="test")
     recall: dict[str, list[float]] = {"shortlist": [], "every": []}
     for query in clustered(50, seed=1):
         truth = set(np.argsort(-(vectors @ query))[:10].astype(str))
@@ -66,17 +67,17 @@ def test_signature_shortlist_keeps_recall_while_rescoring_few(redis_client: redi
     assert np.mean(recall["shortlist"]) >= np.mean(recall["every"]) - 0.03
 
 
-def test_a_filter_applies_before_the_shortlist(redis_client: redis.Redis) -> None:
+def test_a_filter_applies_before_the_shortlist(lsh_client: RedisClient) -> None:
     vectors = clustered(2000)
-    store = store_with(redis_client, vectors, tables=12, bits=10, full_scan_threshold=0, rescore=20)
+    store = store_with(lsh_client, vectors, tables=12, bits=10, full_scan_threshold=0, rescore=20)
     result = store.search("c", vectors[1], 10, Filter.of({"parity": 1}))
     assert len(result.hits) == 10 and all(int(h.id) % 2 == 1 for h in result.hits)
     assert result.hits[0].id == "1" and result.hits[0].metadata == {"parity": 1}
 
 
-def test_replacing_a_point_leaves_its_old_buckets(redis_client: redis.Redis) -> None:
+def test_replacing_a_point_leaves_its_old_buckets(lsh_client: RedisClient) -> None:
     vectors = clustered(20)
-    store = store_with(redis_client, vectors, full_scan_threshold=0)
+    store = store_with(lsh_client, vectors, full_scan_threshold=0)
     moved = -vectors[0]  # the opposite direction: every signature bit flips
     store.upsert("c", [StoredPoint("0", moved, {"parity": 0})])
     assert store.count("c") == 20
@@ -86,9 +87,9 @@ def test_replacing_a_point_leaves_its_old_buckets(redis_client: redis.Redis) -> 
     assert hits[0].id == "0" and hits[0].score == pytest.approx(1.0, abs=1e-3)
 
 
-def test_delete_and_filter(redis_client: redis.Redis) -> None:
+def test_delete_and_filter(lsh_client: RedisClient) -> None:
     vectors = clustered(30)
-    store = store_with(redis_client, vectors)
+    store = store_with(lsh_client, vectors)
     store.delete("c", ["1", "2", "missing"])
     assert store.count("c") == 28
     assert {"1", "2"}.isdisjoint(i for batch in store.iter_ids("c") for i in batch)
@@ -97,12 +98,12 @@ def test_delete_and_filter(redis_client: redis.Redis) -> None:
     assert result.hits and all(int(h.id) % 2 == 1 for h in result.hits)
 
 
-def test_the_centre_is_fitted_at_the_threshold_and_earlier_points_rehashed(redis_client: redis.Redis) -> None:
+def test_the_centre_is_fitted_at_the_threshold_and_earlier_points_rehashed(lsh_client: RedisClient) -> None:
     vectors = clustered(300)
-    store = store_with(redis_client, vectors[:99], full_scan_threshold=100)
+    store = store_with(lsh_client, vectors[:99], full_scan_threshold=100)
     assert store.search("c", vectors[5], 1, None).rescored == 99  # below the threshold: full scan
     store.upsert("c", [StoredPoint(str(i), vectors[i], {}) for i in range(99, 300)])
-    fresh = RedisLshStore(redis_client, LshParams(full_scan_threshold=100), prefix="test")  # reads the centre
+    fresh = RedisLshStore(lsh_client, LshParams(full_scan_threshold=100), prefix="test")  # reads the centre
     for store_ in (store, fresh):
         result = store_.search("c", vectors[5], 1, None)
         assert result.hits[0].id == "5"  # a point stored before the centre existed is found in its buckets
@@ -125,15 +126,30 @@ def test_bad_parameters_are_refused() -> None:
         LshParams(rescore=-1)
 
 
-def test_dropping_a_collection_removes_its_keys_and_no_others(redis_client: redis.Redis) -> None:
-    """Names that prefix each other ("c", "c2") keep apart: keys are `prefix:name:...`."""
-    store = store_with(redis_client, clustered(1200))  # past the full-scan threshold: buckets used
+def keys(client: RedisClient, pattern: str) -> set[bytes]:
+    return set(client.scan_iter(match=pattern, count=1000))
+
+
+def test_dropping_a_collection_removes_its_keys_and_no_others(lsh_client: RedisClient) -> None:
+    """Names that prefix each other ("c", "c2") keep apart: keys are `prefix:{name...}:...`."""
+    store = store_with(lsh_client, clustered(1200))  # past the full-scan threshold: buckets used
     store.ensure_collection("c2", DIM)
     store.upsert("c2", [StoredPoint("x", clustered(1, seed=3)[0], {})])
-    others = set(redis_client.keys("test:c2:*"))
-    assert len(redis_client.keys("test:c:b:*")) > 64  # bucket sets of every table
+    others = keys(lsh_client, "test:{c2[.}]*")
+    assert len(keys(lsh_client, "test:{c.s*:b:*")) > 64  # bucket sets of every table
     assert store.drop_collection("c") > 1200
-    assert redis_client.keys("test:c:*") == [] and set(redis_client.keys("test:c2:*")) == others
+    assert keys(lsh_client, "test:{c[.}]*") == set() and keys(lsh_client, "test:{c2[.}]*") == others
     assert store.search("c2", clustered(1, seed=3)[0], 1, None).hits[0].id == "x"
     with pytest.raises(Exception, match="does not exist"):
         store.search("c", clustered(1)[0], 1, None)
+
+
+def test_one_collection_spreads_over_every_cluster_master(redis_cluster: EmbeddedRedisCluster) -> None:
+    """Each shard's keys share one slot (its hash tag); the 16 shards land on all three masters."""
+    redis_cluster.flush()
+    store = store_with(redis_cluster.client(), clustered(2000))
+    per_master = redis_cluster.keys_per_master("test:{c.s*")
+    assert len(per_master) == 3 and all(n > 0 for n in per_master.values()), per_master
+    slots = {key_slot(f"test:{{c.s{shard:02d}}}:vec".encode()) for shard in range(CLUSTER_SHARDS)}
+    assert len(slots) == CLUSTER_SHARDS
+    assert store.count("c") == 2000
