@@ -55,7 +55,7 @@ class RedisTls:
         return options
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """Runs in the child between fork and exec: SIGTERM it when the parent goes."""
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
@@ -101,7 +101,7 @@ class EmbeddedRedis:
         self._process = subprocess.Popen(
             [binary, str(config.resolve())],
             stdout=subprocess.DEVNULL,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
         )
         self._wait_ready()
         log.info("embedded redis on 127.0.0.1:%d (data in %s)", self.port, data_dir)

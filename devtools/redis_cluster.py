@@ -16,7 +16,7 @@ from pathlib import Path
 import redis
 from redis.cluster import RedisCluster
 
-from devtools.embedded_redis import _die_with_parent
+from devtools.embedded_redis import die_with_parent
 from devtools.ports import free_port
 
 BUS_OFFSET = 10000  # Redis Cluster's bus port is the client port + 10000
@@ -50,7 +50,7 @@ class EmbeddedRedisCluster:
                 )
             self._processes.append(
                 subprocess.Popen(
-                    [binary, str(config.resolve())], stdout=subprocess.DEVNULL, preexec_fn=_die_with_parent
+                    [binary, str(config.resolve())], stdout=subprocess.DEVNULL, preexec_fn=die_with_parent
                 )
             )
         for port in self.ports:
