@@ -4,8 +4,9 @@ Clients name these the same way everywhere: `--tls-ca FILE` or IMSEARCH_TLS_CA, 
 `--token TOKEN` or IMSEARCH_TOKEN (the CLI, the SDK, the gateway's own hops).
 """
 
+import json
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -84,14 +85,35 @@ def open_channel(
     return channel
 
 
+def retry_config(services: Sequence[str], attempts: int = 3) -> str:
+    """gRPC's own retry policy (a service config) for idempotent services: an UNAVAILABLE
+    answer (a replica that died or is restarting) is retried on another, with backoff."""
+    policy = {
+        "maxAttempts": attempts,
+        "initialBackoff": "0.05s",
+        "maxBackoff": "0.5s",
+        "backoffMultiplier": 2,
+        "retryableStatusCodes": ["UNAVAILABLE"],
+    }
+    config = {"methodConfig": [{"name": [{"service": name} for name in services], "retryPolicy": policy}]}
+    return json.dumps(config)
+
+
 def wait_for_channel(
-    target: str, timeout: float = 30.0, security: ClientSecurity = ClientSecurity()
+    target: str,
+    timeout: float = 30.0,
+    security: ClientSecurity = ClientSecurity(),
+    retried_services: Sequence[str] = (),
 ) -> grpc.Channel:
     """Opens a channel to `target` and waits until it is connected.
 
     Round-robin over every address the name resolves to: with `dns:///encoder:50051` and a
-    headless Kubernetes Service, requests spread over all encoder replicas, not just one.
+    headless Kubernetes Service (or `ipv4:host:port,host:port`), requests spread over all
+    replicas, not just one. Calls of `retried_services` are retried on UNAVAILABLE.
     """
-    channel = open_channel(target, security, [("grpc.lb_policy_name", "round_robin")])
+    options: list[tuple[str, Any]] = [("grpc.lb_policy_name", "round_robin")]
+    if retried_services:
+        options += [("grpc.enable_retries", 1), ("grpc.service_config", retry_config(retried_services))]
+    channel = open_channel(target, security, options)
     grpc.channel_ready_future(channel).result(timeout=timeout)
     return channel

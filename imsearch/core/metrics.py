@@ -37,6 +37,12 @@ class ServiceMetrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self.in_flight = Gauge(
+            "grpc_server_in_flight",
+            "RPCs admitted and not finished (an autoscaling signal beside the encoder's queue).",
+            ["grpc_service", "grpc_method"],
+            registry=self.registry,
+        )
         self.stage_seconds = Histogram(
             "imsearch_stage_seconds",
             "Latency of one pipeline stage (decode, preprocess, encode, index_search, rerank, ...).",

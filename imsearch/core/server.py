@@ -110,7 +110,11 @@ class ServiceInterceptor(grpc.ServerInterceptor):
             try:
                 if authorizer is not None:  # before admission: strangers take no slot
                     authorizer.authorize(method, context.invocation_metadata(), _has_verified_cert(context))
-                with slots.admit(), deadline_scope(deadline):
+                with (
+                    slots.admit(),
+                    deadline_scope(deadline),
+                    metrics.in_flight.labels(service, method).track_inprogress(),
+                ):
                     if not streaming:
                         response = behaviour(_decoded(request), context)
                     else:

@@ -3,6 +3,7 @@
 import io
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from time import monotonic
 from urllib.request import urlopen
 
@@ -230,6 +231,31 @@ def test_the_callers_deadline_reaches_the_encoder(suite: Suite, monkeypatch: pyt
             threading.Event().wait(0.02)
     finally:
         released.set()
+
+
+def test_calls_in_flight_are_exported_for_autoscaling(suite: Suite, monkeypatch: pytest.MonkeyPatch) -> None:
+    """While inference is held, the encoder reports one Encode and the gateway one Search in
+    flight (`grpc_server_in_flight`); both go back to 0 when it is released."""
+    batcher = suite.encoder.core.models["efficientnet_lite0"].batcher
+    released = threading.Event()
+    infer = batcher._infer
+    monkeypatch.setattr(batcher, "_infer", lambda pixels: (released.wait(30), infer(pixels))[1])
+    encode = {"grpc_service": "imsearch.v1.EncoderService", "grpc_method": "Encode"}
+    search = {"grpc_service": "imsearch.v1.SearchService", "grpc_method": "Search"}
+
+    def in_flight(app: object, labels: dict[str, str]) -> float:
+        return app.metrics.registry.get_sample_value("grpc_server_in_flight", labels) or 0.0  # type: ignore[attr-defined]
+
+    gateway = search_pb2_grpc.SearchServiceStub(grpc.insecure_channel(suite.address))
+    with ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(gateway.Search, search_pb2.SearchRequest(image=jpeg(7)), timeout=30)
+        give_up = monotonic() + 10
+        while in_flight(suite.encoder, encode) < 1 and monotonic() < give_up:
+            threading.Event().wait(0.01)
+        assert (in_flight(suite.encoder, encode), in_flight(suite.gateway, search)) == (1.0, 1.0)
+        released.set()
+        assert pending.result().model == "efficientnet_lite0"
+    assert (in_flight(suite.encoder, encode), in_flight(suite.gateway, search)) == (0.0, 0.0)
 
 
 def test_stats_health_and_metrics(suite: Suite, client: SearchClient) -> None:
