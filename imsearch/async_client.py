@@ -51,17 +51,19 @@ class AsyncSearchClient:
         return list(response.responses)
 
     async def add_images(self, items: Iterable[Item] | AsyncIterable[Item], collection: str = "") -> int:
-        async def requests() -> AsyncIterator[search_pb2.AddImageRequest]:
+        async def each() -> AsyncIterator[Item]:
             if isinstance(items, AsyncIterable):
-                async for i, data, meta in items:
-                    yield search_pb2.AddImageRequest(
-                        id=i, image=data, metadata=to_struct(meta), collection=collection
-                    )
+                async for item in items:
+                    yield item
             else:
-                for i, data, meta in items:
-                    yield search_pb2.AddImageRequest(
-                        id=i, image=data, metadata=to_struct(meta), collection=collection
-                    )
+                for item in items:
+                    yield item
+
+        async def requests() -> AsyncIterator[search_pb2.AddImageRequest]:
+            async for i, data, meta in each():
+                yield search_pb2.AddImageRequest(
+                    id=i, image=data, metadata=to_struct(meta), collection=collection
+                )
 
         response = await self._stub.AddImages(requests(), metadata=self._metadata)
         return int(response.added)

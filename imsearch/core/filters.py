@@ -26,7 +26,8 @@ def _same(stored: Any, wanted: FilterValue) -> bool:
     return type(stored) is type(wanted) and stored == wanted
 
 
-def _is_number(value: Any) -> bool:
+def is_number(value: Any) -> bool:
+    """Integers and floats; booleans are not numbers here (as in Qdrant's ranges)."""
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
@@ -54,7 +55,7 @@ class Condition:
 
     def holds_for(self, value: Any) -> bool:
         if self.range is not None:
-            return _is_number(value) and self.range.holds(value)
+            return is_number(value) and self.range.holds(value)
         return any(_same(value, wanted) for wanted in self.any_of)
 
     def holds(self, metadata: dict[str, Any]) -> bool:

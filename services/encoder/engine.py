@@ -24,7 +24,7 @@ from services.encoder.batcher import BatcherHooks, MicroBatcher
 from services.encoder.images import Region, crop_region, decode_image, preprocess, validate_region
 from services.encoder.model_spec import SPEC_FILE, ModelSpec
 from services.encoder.settings import EncoderSettings
-from services.encoder.tokenizer import ClipTokenizer
+from services.encoder.tokenizer import clip_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -175,7 +175,7 @@ class Encoder:
         loaded = self.model(model_name)
         if loaded.spec.modality != "text":
             raise InvalidArgument(f"model {loaded.spec.name!r} embeds images, not texts")
-        tokens = ClipTokenizer(loaded.spec.context_length).encode(texts)
+        tokens = clip_tokenizer(loaded.spec.context_length).encode(texts)
         with self._metrics.stage("encode"):
             features = loaded.batcher.run(tokens, current_deadline())
         return loaded.spec, l2_normalize(features)

@@ -1,12 +1,20 @@
 """CLIP's tokenizer, offline: the BPE vocabulary is compiled into the instant-clip-tokenizer
 wheel, so nothing is fetched from a model hub at run time."""
 
+import functools
+
 import numpy as np
 from instant_clip_tokenizer import Tokenizer
 
 from imsearch.core.errors import InvalidArgument
 
 MAX_TEXT_CHARS = 1000  # CLIP reads 77 tokens; longer texts are cut anyway
+
+
+@functools.cache
+def clip_tokenizer(context_length: int = 77) -> "ClipTokenizer":
+    """One tokenizer per context length for the process (building one parses its vocabulary)."""
+    return ClipTokenizer(context_length)
 
 
 class ClipTokenizer:

@@ -1,5 +1,6 @@
 """Search pipeline: encode (encoder service) -> search (index service) -> rerank (here)."""
 
+import contextlib
 import itertools
 import logging
 import re
@@ -360,10 +361,7 @@ class SearchPipeline:
             query = vector_request(plan, binding, vectors, self._settings.rerank_factor)
             with self._metrics.stage("index_search"):
                 response = self._index.Search(query, timeout=self._hop_timeout("searching"))
-            if plan.rerank:
-                with self._metrics.stage("rerank"):
-                    hits = ranked_hits(plan, response, vectors)
-            else:
+            with self._metrics.stage("rerank") if plan.rerank else contextlib.nullcontext():
                 hits = ranked_hits(plan, response, vectors)
             return SearchResult(hits, plan.rerank, int(response.candidates_scored), binding)
 

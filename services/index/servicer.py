@@ -37,12 +37,13 @@ class IndexServicer(index_pb2_grpc.IndexServiceServicer):
 
     def _info(self, collection: str) -> index_pb2.CollectionInfo:
         info = self._engine.info(collection)
+        spec = self._engine.spec(collection)
         return index_pb2.CollectionInfo(
             collection=collection,
             model=info.model,
             dim=info.dim,
-            hnsw_m=self._engine.spec(collection).hnsw_m,
-            hnsw_ef_construct=self._engine.spec(collection).hnsw_ef_construct,
+            hnsw_m=spec.hnsw_m,
+            hnsw_ef_construct=spec.hnsw_ef_construct,
             points=info.points,
             lsh_points=info.lsh_points,
             hnsw_built=info.hnsw_built,

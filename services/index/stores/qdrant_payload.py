@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from imsearch.core.filters import Condition, Range
+from imsearch.core.filters import Condition, Range, is_number
 from imsearch.core.structs import FILTER_KEY
 from services.index.point_digest import digest_of
 from services.index.stores.base import MetadataFilter, ScoredPoint, StoredPoint
@@ -66,14 +66,10 @@ def number_fields(metadata: dict[str, Any]) -> dict[str, list[float]]:
     for key, value in metadata.items():
         if not FILTER_KEY.match(key):
             continue
-        found = [v for v in (value if isinstance(value, list) else [value]) if _is_number(v)]
+        found = [v for v in (value if isinstance(value, list) else [value]) if is_number(v)]
         if found:
             numbers[key] = found
     return numbers
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 @dataclass(frozen=True)
