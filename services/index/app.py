@@ -5,6 +5,7 @@ from imsearch.core.metrics import ServiceMetrics
 from imsearch.v1 import index_pb2, index_pb2_grpc
 from services.index.disk_guard import MB, DiskGuard
 from services.index.engine import IndexEngine
+from services.index.lease import CollectionLeases
 from services.index.redis_connection import connect_redis
 from services.index.servicer import IndexServicer
 from services.index.settings import IndexSettings
@@ -47,9 +48,14 @@ def build_engine(settings: IndexSettings, metrics: ServiceMetrics) -> IndexEngin
         full_scan_threshold=settings.lsh_full_scan_threshold,
     )
     lsh = RedisLshStore(connect_redis(settings), params, settings.redis_prefix, settings.lsh_shards)
+    leases = CollectionLeases(
+        lsh.client, lsh.collection_key, settings.write_lease_ttl_s, settings.write_lease_wait_s
+    )
     # The embedded shard and Redis live under data_dir; a Qdrant server minds its own disk.
     guard = None if settings.qdrant_url else DiskGuard(settings.data_dir, settings.min_free_disk_mb * MB)
-    return IndexEngine(build_vector_store(settings), lsh, metrics, settings.optimize_min_points, guard)
+    return IndexEngine(
+        build_vector_store(settings), lsh, metrics, settings.optimize_min_points, guard, leases=leases
+    )
 
 
 IndexApp = ServiceApp[IndexEngine]

@@ -7,12 +7,18 @@ the ids are handed to the repair (services.index.repair), which settles a transa
 lands late; if even the undo fails, the collection is reconciled in full before its next write.
 Searches by example and duplicate groups build on the same three search paths
 (services.index.examples, services.index.duplicates).
+
+Several replicas may serve one Qdrant server and one Redis: every write and repair of a
+collection holds its lease in Redis (services.index.lease), whose grant tells whether this
+replica's cached config of the collection is stale, and nothing else cached outlives a version
+change or a miss. The HNSW graph is built once, by the Qdrant server's optimizer; an embedded
+shard belongs to one process (services.index.stores.qdrant_edge), so it has one replica.
 """
 
 import contextlib
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -20,7 +26,7 @@ from typing import Any
 import numpy as np
 import redis
 
-from imsearch.core.errors import FailedPrecondition, InvalidArgument, NotFound
+from imsearch.core.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from imsearch.core.index_kind import IndexKind
 from imsearch.core.metrics import ServiceMetrics
 from imsearch.core.validation import (
@@ -33,6 +39,7 @@ from imsearch.core.validation import (
 from services.index.disk_guard import DiskGuard
 from services.index.duplicates import DuplicateGroups, find_groups
 from services.index.examples import Examples, ExampleStrategy, average_query, best_scores
+from services.index.lease import CollectionLeases
 from services.index.point_digest import point_digest
 from services.index.redis_connection import with_redis
 from services.index.repair import AUDIT_BATCH, Audit, LshRepair
@@ -43,7 +50,7 @@ from services.index.stores.base import (
     StoredPoint,
     VectorStore,
 )
-from services.index.stores.redis_lsh import RedisLshStore
+from services.index.stores.redis_lsh import FencedOut, RedisLshStore
 
 log = logging.getLogger(__name__)
 
@@ -112,33 +119,67 @@ class IndexEngine:
         optimize_min_points: int = 1000,
         disk_guard: DiskGuard | None = None,
         repair_interval_s: float = 1.0,
+        leases: CollectionLeases | None = None,
     ) -> None:
         self._vectors = vectors
         self._disk_guard = disk_guard
         self._lsh = lsh
         self._metrics = metrics
-        self._write_lock = threading.Lock()
-        self._repair = LshRepair(vectors, lsh, self._write_lock, self._dim, repair_interval_s)
+        self._write_lock = threading.Lock()  # one writer thread here; the lease orders replicas
+        self._leases = leases or CollectionLeases(lsh.client, lsh.collection_key)
+        self._repair = LshRepair(vectors, lsh, self._exclusive, self._dim, repair_interval_s)
         self._optimize_min_points = optimize_min_points
         self._optimized_at: dict[str, int] = {}
         self._optimizing: set[str] = set()
         self._optimizer_threads: list[threading.Thread] = []
         # A collection's dimension and model are fixed at creation: read once here (a server
-        # round trip per collection), then kept, so searches never ask the store again.
+        # round trip per collection), then kept, so searches never ask the store again. Another
+        # replica may create, drop or re-create one: a miss reads again, and so does a write
+        # whose lease grant shows a new config version.
         self._specs: dict[str, CollectionSpec] = self._vectors.collections()
-        for name in self._specs:
+        for name in list(self._specs):
             with_redis(partial(self.reconcile, name))
 
     # -- helpers ----------------------------------------------------------------------------
 
     def spec(self, collection: str) -> CollectionSpec:
-        spec = self._specs.get(collection)
+        spec = self._specs.get(collection) or self._reread_spec(collection)
         if spec is None:
             raise NotFound(f"collection {collection!r} does not exist")
         return spec
 
+    def _reread_spec(self, collection: str) -> CollectionSpec | None:
+        """The store's spec of the collection now (another replica may have changed it)."""
+        validate_name("collection", collection)  # a bad name never reaches the store
+        self._lsh.forget(collection)
+        spec = self._vectors.collections().get(collection)
+        if spec is None:
+            self._specs.pop(collection, None)
+        else:
+            self._specs[collection] = spec
+        return spec
+
+    @contextlib.contextmanager
+    def _exclusive(self, collection: str) -> Iterator[None]:
+        """Writes and repairs of `collection`: one thread of this process, and one replica at a
+        time, whose LSH writes carry the lease's fencing token."""
+        with self._write_lock, self._leases.hold(collection) as grant:
+            if grant.config_version != self._lsh.cached_version(collection):
+                self._reread_spec(collection)  # the centre was fixed or the collection is new
+            with self._lsh.fenced(collection, grant.token):
+                yield
+
     def _dim(self, collection: str) -> int:
         return self.spec(collection).dim
+
+    def _dim_for(self, collection: str, given: int) -> int:
+        """The dimension, read again from the store if `given` differs (the collection may
+        have been re-created by another replica)."""
+        dim = self._dim(collection)
+        if given != dim:
+            spec = self._reread_spec(collection)
+            dim = spec.dim if spec is not None else dim
+        return dim
 
     def check_model(self, collection: str, model: str) -> None:
         """Refuses vectors of `model` for a collection bound to another ("" checks nothing)."""
@@ -149,7 +190,7 @@ class IndexEngine:
             )
 
     def _check_vector(self, collection: str, values: VectorLike, what: str) -> np.ndarray:
-        dim = self._dim(collection)
+        dim = self._dim_for(collection, len(values))
         if len(values) != dim:
             raise InvalidArgument(f"{what} has dimension {len(values)}, collection {collection!r} has {dim}")
         vector = np.asarray(values, dtype=np.float32)
@@ -177,7 +218,7 @@ class IndexEngine:
         params.validate()
         if not 1 <= dim <= MAX_DIM:
             raise InvalidArgument(f"dim must be between 1 and {MAX_DIM}, got {dim}")
-        with self._write_lock:
+        with self._exclusive(collection):
             existing = self._specs.get(collection)
             if existing is not None:
                 if existing.dim != dim:
@@ -196,6 +237,7 @@ class IndexEngine:
             return True
 
     def list_collections(self) -> list[str]:
+        self._specs = self._vectors.collections()  # with what other replicas made or dropped
         return sorted(self._specs)
 
     def drop_collection(self, collection: str) -> bool:
@@ -203,7 +245,7 @@ class IndexEngine:
         leaves a Qdrant collection that start-up reconciles whole, never LSH keys of nothing."""
         validate_name("collection", collection)
         self.wait_for_optimize()  # no HNSW build runs on a shard being removed
-        with self._write_lock:
+        with self._exclusive(collection):
             if collection not in self._specs:
                 return False
             with_redis(lambda: self._lsh.drop_collection(collection))
@@ -258,7 +300,7 @@ class IndexEngine:
             unit = self._check_vector(collection, values, f"vector of {point_id!r}")
             points.append(StoredPoint(point_id, unit, metadata, point_digest(unit, metadata)))
         ids = [p.id for p in points]
-        with self._write_lock:
+        with self._exclusive(collection):
             self._repair.settle_before_write(collection)
             previous = self._vectors.retrieve(collection, ids)
             self._vectors.upsert(collection, points)
@@ -269,7 +311,7 @@ class IndexEngine:
 
     def delete(self, collection: str, ids: Sequence[str]) -> int:
         validate_ids(ids)
-        with self._write_lock:
+        with self._exclusive(collection):
             self._repair.settle_before_write(collection)
             previous = self._vectors.retrieve(collection, ids)
             self._vectors.delete(collection, ids)
@@ -283,6 +325,11 @@ class IndexEngine:
         """The LSH half of a write; on failure Qdrant is put back and the ids are held in doubt."""
         try:
             with_redis(write)
+        except FencedOut:
+            # Our lease ran out mid-write and another replica writes now: putting Qdrant back
+            # could undo its writes, so the collection is reconciled in full under a new lease.
+            self._repair.mark_for_repair(collection)
+            raise Unavailable(f"the write lease of {collection!r} ran out; retry") from None
         except Exception:
             self._undo(collection, previous, ids)
             self._repair.hold_in_doubt(collection, ids)
@@ -309,7 +356,8 @@ class IndexEngine:
 
     def reconcile(self, collection: str) -> Audit:
         self._dim(collection)
-        return self._repair.reconcile(collection)
+        with self._exclusive(collection):
+            return self._repair.reconcile(collection)
 
     def verify(self, collection: str, repair: bool = False) -> Audit:
         self._dim(collection)
@@ -505,6 +553,7 @@ class IndexEngine:
 
     def close(self) -> None:
         self._repair.close()
+        self._leases.close()
         self.wait_for_optimize()
         with self._write_lock:
             self._vectors.close()

@@ -13,6 +13,7 @@ vectors; `verify` compares the content too.
 import logging
 import threading
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -54,12 +55,13 @@ class LshRepair:
         self,
         vectors: VectorStore,
         lsh: RedisLshStore,
-        write_lock: threading.Lock,
+        exclusive: Callable[[str], AbstractContextManager[None]],
         dim_of: Callable[[str], int],
         interval_s: float = 1.0,
     ) -> None:
-        """`write_lock` is the engine's: repairs never interleave with a write."""
-        self._vectors, self._lsh, self._write_lock, self._dim_of = vectors, lsh, write_lock, dim_of
+        """`exclusive(collection)` is the engine's write lease: repairs never interleave with a
+        write, on this replica or another."""
+        self._vectors, self._lsh, self._exclusive, self._dim_of = vectors, lsh, exclusive, dim_of
         self._needs_repair: set[str] = set()  # collections to reconcile in full
         self._in_doubt: dict[str, set[str]] = {}  # ids whose LSH write failed: it may still land
         self._doubt_lock = threading.Lock()
@@ -137,7 +139,7 @@ class LshRepair:
                 return
             for collection in pending:
                 try:
-                    with self._write_lock:
+                    with self._exclusive(collection):
                         self._settle(collection)
                 except Exception as exc:  # Redis still away: try again on the next round
                     log.info("LSH store of %s not settled yet: %s", collection, exc)
@@ -159,7 +161,7 @@ class LshRepair:
     def verify(self, collection: str, repair: bool = False) -> Audit:
         """Compares the two stores point by point (digests and content), in batches; with
         `repair`, rewrites the LSH store from Qdrant where they differ."""
-        with self._write_lock:  # a consistent view: no write lands mid-audit
+        with self._exclusive(collection):  # a consistent view: no write lands mid-audit
             return with_redis(lambda: self._scan(collection, repair, deep=True))
 
     def _scan(self, collection: str, repair: bool, deep: bool) -> Audit:

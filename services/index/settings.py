@@ -41,6 +41,10 @@ class IndexSettings(ServiceSettings):
     lsh_rescore: int = 200
     lsh_full_scan_threshold: int = 1000
     lsh_shards: int = 0  # per new collection; 0: 1 on a single Redis, 16 on a Redis Cluster
+    # Several replicas: a collection's writes hold its lease in Redis (renewed while held); a
+    # write waits this long for another replica's, then answers UNAVAILABLE.
+    write_lease_ttl_s: float = 10.0
+    write_lease_wait_s: float = 10.0
 
     @model_validator(mode="after")
     def _tls_needs_rediss(self) -> Self:

@@ -4,6 +4,7 @@ Edge builds the HNSW graph only when `optimize()` runs; the index service calls 
 collection grows (see `services.index.engine`).
 """
 
+import fcntl
 import json
 import logging
 import os
@@ -11,6 +12,7 @@ import shutil
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 import qdrant_edge as qe
@@ -69,6 +71,7 @@ class QdrantEdgeStore:
     ) -> None:
         self._root = root
         self._root.mkdir(parents=True, exist_ok=True)
+        self._dir_lock = _lock_directory(root)
         self._hnsw = qe.HnswIndexConfig(
             m=hnsw_m, ef_construct=hnsw_ef_construct, full_scan_threshold=full_scan_threshold_kb
         )
@@ -214,6 +217,23 @@ class QdrantEdgeStore:
                 shard.flush()
                 shard.close()
             self._shards.clear()
+            self._dir_lock.close()  # closing the file releases its lock
+
+
+def _lock_directory(root: Path) -> IO[str]:
+    """An exclusive lock on the shard directory for this process's life. A second process
+    would fail to open each shard's WAL and, finding no collections, could create them anew;
+    embedded shards have one index replica, and several replicas share a Qdrant server."""
+    handle = (root / ".lock").open("a")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise RuntimeError(
+            f"{root} is in use by another index process: embedded Qdrant shards belong to one "
+            "process (run several index replicas against a Qdrant server, IMSEARCH_INDEX_QDRANT_URL)"
+        ) from None
+    return handle
 
 
 def read_spec(path: Path) -> CollectionSpec:

@@ -25,25 +25,35 @@ cluster, 1 on a single Redis), and
 every key of a shard carries the same hash tag, so each multi-key command (a write's
 MULTI/EXEC, a query's SUNION over buckets) stays in one Redis Cluster slot while the collection
 spreads over every master; a single Redis sees the same names. Under `<prefix>:`:
-    {<collection>}:config          hash  dim, tables, bits, seed, shards, centre (fixed once set)
+    {<collection>}:config          hash  dim, tables, bits, seed, shards, centre (fixed once set),
+                                         version (new on creation and when the centre is fixed)
+    {<collection>}:lease           str   the write lease's fencing token (services.index.lease)
     {<collection>.s<NN>}:vec       hash  id -> float16 vector bytes
     {<collection>.s<NN>}:sig       hash  id -> uint32 signature per table (to leave old buckets on replace)
     {<collection>.s<NN>}:meta      hash  id -> metadata JSON
     {<collection>.s<NN>}:dig       hash  id -> the point's digest (services.index.point_digest), as in Qdrant
     {<collection>.s<NN>}:epoch     int   raised by `fence`; every write transaction WATCHes it
+    {<collection>.s<NN>}:token     int   the largest lease token that wrote the shard
     {<collection>.s<NN>}:b:<t>:<s> set   ids of the shard in bucket <s> of table <t>
 The writes of one batch to one shard are one MULTI/EXEC transaction: all of it lands or none,
 and none once `fence` has run (a transaction we timed out on may still reach a stalled Redis
 later). A batch over several shards is several transactions; the index service treats a
 failure of any as a failed write (services.index.repair settles the ids).
+
+Several index replicas share the store. Each caches a collection's config (planes, centre) and
+checks its version: a search reads it in the same pipeline as its buckets and starts again if
+it moved; a write learns it from its lease grant. A write under a lease carries the lease's
+token, and a shard that has seen a larger one refuses it (FencedOut).
 """
 
 import itertools
 import json
 import re
+import uuid
 import zlib
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,7 +61,7 @@ import numpy as np
 import redis
 from redis.cluster import RedisCluster
 
-from imsearch.core.errors import NotFound
+from imsearch.core.errors import NotFound, Unavailable
 from imsearch.core.validation import validate_name
 from services.index.point_digest import digest_of
 from services.index.stores.base import MetadataFilter, ScoredPoint, StoredPoint
@@ -93,12 +103,22 @@ class LshResult:
     rescored: int  # of those, scored exactly against their stored vector
 
 
+class FencedOut(Exception):
+    """A write under a lease that has since passed to another replica (a larger token)."""
+
+
+class _StaleConfig(Exception):
+    """The collection's config moved since it was cached (another replica fixed the centre, or
+    dropped and created the collection again)."""
+
+
 @dataclass
 class _Collection:
     params: LshParams
     planes: np.ndarray  # (tables * bits, dim)
     centre: np.ndarray | None
     shards: int
+    version: str
 
 
 def probe_flips(margins: np.ndarray, probes: int) -> np.ndarray:
@@ -142,14 +162,23 @@ class RedisLshStore:
         self._prefix = prefix
         self._new_shards = shards or (CLUSTER_SHARDS if isinstance(client, RedisCluster) else 1)
         self._collections: dict[str, _Collection] = {}
+        self._tokens: dict[str, int] = {}  # collection -> the lease token its writes carry
+
+    @property
+    def client(self) -> RedisClient:
+        return self._redis
 
     def ping(self) -> None:
         self._redis.ping()
 
     # -- key layout (see the module docstring) -----------------------------------------------
 
+    def collection_key(self, collection: str, name: str) -> str:
+        """A key in the slot of the collection's config (its lease lives there too)."""
+        return f"{self._prefix}:{{{validate_name('collection', collection)}}}:{name}"
+
     def _config_key(self, collection: str) -> str:
-        return f"{self._prefix}:{{{validate_name('collection', collection)}}}:config"
+        return self.collection_key(collection, "config")
 
     def _key(self, collection: str, shard: int, *parts: object) -> str:
         tag = f"{{{validate_name('collection', collection)}.s{shard:02d}}}"
@@ -196,15 +225,34 @@ class RedisLshStore:
         existing one keeps its own parameters."""
         self._drop_legacy_layout(collection)
         key = self._config_key(collection)
-        for field, value in {
+        fields: dict[str, int | str] = {
             "dim": dim,
             "tables": tables or self._params.tables,
             "bits": bits or self._params.bits,
             "seed": self._params.seed,
             "shards": self._new_shards,
-        }.items():
+            "version": uuid.uuid4().hex,
+        }
+        for field, value in fields.items():
             self._redis.hsetnx(key, field, value)
         return self.params(collection)
+
+    def cached_version(self, collection: str) -> str | None:
+        state = self._collections.get(collection)
+        return None if state is None else state.version
+
+    def forget(self, collection: str) -> None:
+        """Drops the cached config: the next use reads it again."""
+        self._collections.pop(collection, None)
+
+    @contextmanager
+    def fenced(self, collection: str, token: int) -> Iterator[None]:
+        """Writes of the block carry the lease `token`."""
+        self._tokens[collection] = token
+        try:
+            yield
+        finally:
+            self._tokens.pop(collection, None)
 
     def _drop_legacy_layout(self, collection: str) -> None:
         """Keys of the layout before shards (`<prefix>:<collection>:...`): removed, so the
@@ -247,6 +295,7 @@ class RedisLshStore:
                 planes.astype(np.float32),
                 None if centre is None else np.frombuffer(_bytes(centre), dtype=np.float32),
                 int(stored[b"shards"]),
+                _text(stored.get(b"version", b"")),
             )
             self._collections[collection] = state
         return state
@@ -266,7 +315,9 @@ class RedisLshStore:
         for shard in shards:
             tag = re.sub(r"([*?\[\]\\])", r"\\\1", self._key(collection, shard))
             removed += self._unlink_matching(tag + ":*")
-        removed += int(self._redis.unlink(self._config_key(collection)))
+        removed += int(
+            self._redis.unlink(self._config_key(collection), self.collection_key(collection, "lease_seq"))
+        )
         self._collections.pop(collection, None)  # a search may have cached it meanwhile
         return removed
 
@@ -304,12 +355,20 @@ class RedisLshStore:
     ) -> None:
         """One MULTI/EXEC on one shard, built by `build(pipe, old signatures of ids)`: all of it
         lands or none, and none if `fence` ran since the signatures were read."""
+        token = self._tokens.get(collection)
+        token_key = self._key(collection, shard, "token")
         with self._redis.pipeline(transaction=True) as pipe:
-            pipe.watch(self._key(collection, shard, "epoch"))
+            pipe.watch(self._key(collection, shard, "epoch"), token_key)
+            if token is not None:
+                seen = pipe.get(token_key)
+                if seen is not None and int(seen) > token:
+                    raise FencedOut(f"the write lease of {collection!r} passed to another replica")
             raw = pipe.hmget(self._key(collection, shard, "sig"), list(ids))
             old = [None if r is None else np.frombuffer(_bytes(r), dtype=np.uint32) for r in raw]
             pipe.multi()
             build(pipe, old)
+            if token is not None:
+                pipe.set(token_key, token)
             pipe.execute()
 
     def _write(
@@ -367,7 +426,11 @@ class RedisLshStore:
             self._rewrite(
                 collection, points, self.signatures(collection, np.stack([p.vector for p in points]))
             )
-            self._redis.hset(self._config_key(collection), "centre", centre.tobytes())
+            version = uuid.uuid4().hex  # other replicas' cached config (no centre) is stale now
+            self._redis.hset(
+                self._config_key(collection), mapping={"centre": centre.tobytes(), "version": version}
+            )
+            state.version = version
         except BaseException:
             state.centre = None
             raise
@@ -413,9 +476,11 @@ class RedisLshStore:
         return [f"{prefix}:{table}:{bucket}" for table, row in enumerate(probed) for bucket in row]
 
     def _candidates(self, collection: str, margins: np.ndarray, signature: np.ndarray) -> list[str]:
-        """The ids in the query's probed buckets of every shard (all ids while uncentred)."""
+        """The ids in the query's probed buckets of every shard (all ids while uncentred).
+        The config's version is read in the same round trip: _StaleConfig if it moved."""
         state = self._state(collection)
         pipe = self._redis.pipeline(transaction=False)
+        pipe.hget(self._config_key(collection), "version")
         if state.centre is None:  # small collection: score everything
             for shard in self._shards(collection):
                 pipe.hkeys(self._key(collection, shard, "vec"))
@@ -426,7 +491,11 @@ class RedisLshStore:
                 # One shard's buckets share a slot; redis-py's cluster pipeline refuses multi-key
                 # commands by name, so it gets the raw command, routed by that slot.
                 pipe.execute_command("SUNION", *self._probe_keys(collection, shard, probed))
-        return [_text(c) for found in pipe.execute() for c in found]
+        version, *found = pipe.execute()
+        if _text(version or b"") != state.version:
+            self.forget(collection)
+            raise _StaleConfig(collection)
+        return [_text(c) for ids in found for c in ids]
 
     def search(
         self,
@@ -436,6 +505,22 @@ class RedisLshStore:
         metadata_filter: MetadataFilter | None,
     ) -> LshResult:
         """Best `top_k` among the query's buckets (signature-ranked, then re-scored)."""
+        try:
+            return self._search(collection, vector, top_k, metadata_filter)
+        except _StaleConfig:  # another replica moved the config: once more with the new one
+            pass
+        try:
+            return self._search(collection, vector, top_k, metadata_filter)
+        except _StaleConfig:
+            raise Unavailable(f"the LSH config of {collection!r} is changing; retry") from None
+
+    def _search(
+        self,
+        collection: str,
+        vector: np.ndarray,
+        top_k: int,
+        metadata_filter: MetadataFilter | None,
+    ) -> LshResult:
         state = self._state(collection)
         margins = self._margins(collection, vector[None, :])  # once: buckets, probes, ranking
         signature = _pack_sides(margins)[0]
