@@ -16,6 +16,7 @@ LATENCY_BUCKETS = (
     0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0,
 )  # fmt: skip
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
+FILL_BUCKETS = (0.1, 0.25, 0.5, 0.75, 0.9, 1.0)
 
 
 class ServiceMetrics:
@@ -55,6 +56,13 @@ class ServiceMetrics:
             "Images per inference call after micro-batching.",
             ["model"],
             buckets=BATCH_BUCKETS,
+            registry=self.registry,
+        )
+        self.batch_fill = Histogram(
+            "imsearch_encoder_batch_fill",
+            "Images per inference call over max_batch: near 1 the encoder is saturated.",
+            ["model"],
+            buckets=FILL_BUCKETS,
             registry=self.registry,
         )
         self.queue_wait_seconds = Histogram(

@@ -86,8 +86,14 @@ class Encoder:
 
     def _batcher(self, name: str, backend: InferenceBackend) -> MicroBatcher:
         metrics = self._metrics
+        sizes, fills = metrics.batch_size.labels(name), metrics.batch_fill.labels(name)
+
+        def on_batch(size: int) -> None:
+            sizes.observe(size)
+            fills.observe(size / self.settings.max_batch)
+
         hooks = BatcherHooks(
-            on_batch=metrics.batch_size.labels(name).observe,
+            on_batch=on_batch,
             on_queue_wait=metrics.queue_wait_seconds.labels(name).observe,
             on_dropped=lambda reason: metrics.dropped.labels(name, reason).inc(),
         )

@@ -153,6 +153,7 @@ def test_metrics_endpoint_reports_rpcs_stages_and_batches(
     for stage in ("decode", "preprocess", "encode"):
         assert f'imsearch_stage_seconds_count{{service="encoder",stage="{stage}"}}' in text
     assert 'imsearch_encoder_batch_size_count{model="efficientnet_lite0"}' in text
+    assert 'imsearch_encoder_batch_fill_count{model="efficientnet_lite0"}' in text
 
 
 def listening_addresses(port: int) -> set[str]:
