@@ -7,7 +7,8 @@ one core of its own with `taskset` (as a Kubernetes pod with a one-CPU limit; `-
 it use every core, decoding included); the gateway balances round robin over the replicas
 (`ipv4:` target list). The index, the gateway and the load generator share the machine with
 them. The two set-ups alternate round by round (the machine is shared and noisy); prints the
-median QPS of each, p50 latency, and their ratio (the issue's goal: >= 1.7x on 2 cores).
+median QPS of each, p50 latency, their ratio (the issue's goal: >= 1.7x on 2 cores), and the
+CPU each process spent per search, which shows where the cores went.
 """
 
 import argparse
@@ -24,6 +25,7 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from bench.grpc_floor import cpu_seconds
 from bench.queries import gallery_and_queries
 from devtools.embedded_redis import EmbeddedRedis
 from devtools.ports import free_port
@@ -120,10 +122,21 @@ def main() -> None:
             print(f"{source}; {args.concurrency} concurrent searches, {args.seconds:.0f} s per run")
             qps: dict[int, list[float]] = {1: [], 2: []}
             p50: dict[int, list[float]] = {1: [], 2: []}
+            roles = {
+                1: {"encoders": [encoders[0][0].pid], "gateway": [one.pid]},
+                2: {"encoders": [p.pid for p, _ in encoders], "gateway": [two.pid]},
+            }
+            for by_role in roles.values():
+                by_role |= {"index": [processes[0].pid], "load generator": [os.getpid()]}
+            cpu_ms: dict[int, dict[str, list[float]]] = {n: {r: [] for r in roles[n]} for n in (1, 2)}
             closed_loop(clients[2], queries, args.concurrency, 3.0)  # warm-up
             for round_number in range(args.rounds):
                 for replicas in (1, 2) if round_number % 2 == 0 else (2, 1):
+                    before = {r: sum(map(cpu_seconds, pids)) for r, pids in roles[replicas].items()}
                     latencies = closed_loop(clients[replicas], queries, args.concurrency, args.seconds)
+                    for role, pids in roles[replicas].items():
+                        spent = sum(map(cpu_seconds, pids)) - before[role]
+                        cpu_ms[replicas][role].append(1000 * spent / len(latencies))
                     qps[replicas].append(len(latencies) / args.seconds)
                     p50[replicas].append(statistics.median(latencies) * 1000)
                     print(f"  round {round_number + 1}, {replicas} replica(s): {qps[replicas][-1]:.1f} QPS")
@@ -132,6 +145,11 @@ def main() -> None:
             for replicas in (1, 2):
                 median_qps, median_p50 = statistics.median(qps[replicas]), statistics.median(p50[replicas])
                 print(f"| {replicas} | {median_qps:.1f} | {median_p50:.1f} |")
+            print("| encoder replicas | " + " | ".join(f"CPU ms per search: {r}" for r in roles[1]) + " |")
+            print("|---|" + "---|" * len(roles[1]))
+            for replicas in (1, 2):
+                shares = [f"{statistics.median(cpu_ms[replicas][r]):.2f}" for r in roles[1]]
+                print(f"| {replicas} | " + " | ".join(shares) + " |")
             ratio = statistics.median(qps[2]) / statistics.median(qps[1])
             print(f"throughput ratio, 2 replicas / 1: {ratio:.2f}x (goal >= 1.7x)")
             for client in clients.values():
