@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup protos check-protos lint imports typecheck test serve triton results
+.PHONY: setup protos check-protos lint imports typecheck test serve triton results images images-smoke images-clean
 
 setup:
 	$(PY) -m venv $(VENV)
@@ -42,3 +42,13 @@ triton:
 
 results:
 	$(BIN)/imsearch study --data ../shared/data --out docs
+
+# OCI images per role with buildah (root; apt-get install buildah debootstrap): deploy/images/.
+images:
+	deploy/images/build.sh
+
+images-smoke: images
+	deploy/images/smoke.sh
+
+images-clean:
+	deploy/images/build.sh clean

@@ -44,6 +44,7 @@ class HealthMonitor:
         self._name, self._core, self._server = name, core, server
         self._stop = threading.Event()
         self.problem: str | None = None
+        self.check()  # the first status is a checked one: no SERVING while a dependency is down
         self._thread = threading.Thread(
             target=self._run, args=(interval_s,), name=f"{name}-health", daemon=True
         )
@@ -126,10 +127,11 @@ def start_service(
         server.stop(0)
         core.close()
         raise
-    server.set_serving(True)
     monitor = None
     if isinstance(core, HealthAware):
-        monitor = HealthMonitor(name, core, server, settings.health_interval_s)
+        monitor = HealthMonitor(name, core, server, settings.health_interval_s)  # sets the status
+    else:
+        server.set_serving(True)
     return ServiceApp(name, server, core, metrics, bound_metrics_port, monitor)
 
 

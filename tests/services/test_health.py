@@ -49,6 +49,19 @@ def test_the_index_is_not_serving_while_redis_is_down(tmp_path: Path) -> None:
         index.stop()
 
 
+def test_an_index_started_with_redis_down_never_says_serving(tmp_path: Path) -> None:
+    dead = EmbeddedRedis(tmp_path / "redis")
+    url = dead.url
+    dead.stop()
+    index = start_index(
+        IndexSettings(listen="127.0.0.1:0", metrics_port=-1, data_dir=tmp_path, redis_url=url)
+    )
+    try:  # the default interval is long: this is the status of the check made before serving
+        assert status(index.address) == health_pb2.HealthCheckResponse.NOT_SERVING
+    finally:
+        index.stop()
+
+
 def test_the_gateway_is_not_serving_while_the_index_is_down(tmp_path: Path) -> None:
     suite = start_suite(
         tmp_path,
