@@ -26,9 +26,10 @@ class SearchClient:
 
     # -- collections: each bound to the model its images are encoded with --------------------
 
-    def create_collection(self, name: str, model: str = "", **params: int) -> index_pb2.CollectionInfo:
+    def create_collection(self, name: str, model: str = "", **params: Any) -> index_pb2.CollectionInfo:
         """`model`: one the encoder serves; empty for the gateway's default. `params`: lsh_tables,
-        lsh_bits, hnsw_m, hnsw_ef_construct (the index service's settings otherwise). Admin."""
+        lsh_bits, hnsw_m, hnsw_ef_construct (the index service's settings otherwise), and
+        quantization (index_pb2.VECTOR_QUANTIZATION_INT8: int8 vectors in Qdrant's RAM). Admin."""
         request = search_pb2.CreateCollectionRequest(
             collection=name, model=model, params=index_pb2.IndexParams(**params) if params else None
         )

@@ -47,6 +47,29 @@ INDEX_KIND_EXACT: IndexKind.ValueType  # 3
 """brute force over every stored vector (ground truth)"""
 Global___IndexKind: _TypeAlias = IndexKind  # noqa: Y015
 
+class _VectorQuantization:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _VectorQuantizationEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_VectorQuantization.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    VECTOR_QUANTIZATION_NONE: _VectorQuantization.ValueType  # 0
+    """float32 in RAM"""
+    VECTOR_QUANTIZATION_INT8: _VectorQuantization.ValueType  # 1
+    """Scalar int8 (quantile 0.99) in RAM, about 4x less; searches fetch twice the candidates
+    and rescore them with the float32 vectors.
+    """
+
+class VectorQuantization(_VectorQuantization, metaclass=_VectorQuantizationEnumTypeWrapper): ...
+
+VECTOR_QUANTIZATION_NONE: VectorQuantization.ValueType  # 0
+"""float32 in RAM"""
+VECTOR_QUANTIZATION_INT8: VectorQuantization.ValueType  # 1
+"""Scalar int8 (quantile 0.99) in RAM, about 4x less; searches fetch twice the candidates
+and rescore them with the float32 vectors.
+"""
+Global___VectorQuantization: _TypeAlias = VectorQuantization  # noqa: Y015
+
 class _ExampleStrategy:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -140,6 +163,7 @@ class IndexParams(_message.Message):
     LSH_BITS_FIELD_NUMBER: _builtins.int
     HNSW_M_FIELD_NUMBER: _builtins.int
     HNSW_EF_CONSTRUCT_FIELD_NUMBER: _builtins.int
+    QUANTIZATION_FIELD_NUMBER: _builtins.int
     lsh_tables: _builtins.int
     """1-256"""
     lsh_bits: _builtins.int
@@ -148,6 +172,10 @@ class IndexParams(_message.Message):
     """4-128 links per node"""
     hnsw_ef_construct: _builtins.int
     """8-1024"""
+    quantization: Global___VectorQuantization.ValueType
+    """How Qdrant keeps the vectors it searches in RAM (HNSW and exact); the float32 originals are
+    kept beside a quantized copy and rescore its candidates.
+    """
     def __init__(
         self,
         *,
@@ -155,10 +183,11 @@ class IndexParams(_message.Message):
         lsh_bits: _builtins.int = ...,
         hnsw_m: _builtins.int = ...,
         hnsw_ef_construct: _builtins.int = ...,
+        quantization: Global___VectorQuantization.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["hnsw_ef_construct", b"hnsw_ef_construct", "hnsw_m", b"hnsw_m", "lsh_bits", b"lsh_bits", "lsh_tables", b"lsh_tables"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["hnsw_ef_construct", b"hnsw_ef_construct", "hnsw_m", b"hnsw_m", "lsh_bits", b"lsh_bits", "lsh_tables", b"lsh_tables", "quantization", b"quantization"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -605,6 +634,7 @@ class CollectionInfo(_message.Message):
     MODEL_FIELD_NUMBER: _builtins.int
     HNSW_M_FIELD_NUMBER: _builtins.int
     HNSW_EF_CONSTRUCT_FIELD_NUMBER: _builtins.int
+    QUANTIZATION_FIELD_NUMBER: _builtins.int
     collection: _builtins.str
     dim: _builtins.int
     points: _builtins.int
@@ -619,6 +649,7 @@ class CollectionInfo(_message.Message):
     hnsw_m: _builtins.int
     """0: the service's default"""
     hnsw_ef_construct: _builtins.int
+    quantization: Global___VectorQuantization.ValueType
     def __init__(
         self,
         *,
@@ -632,10 +663,11 @@ class CollectionInfo(_message.Message):
         model: _builtins.str = ...,
         hnsw_m: _builtins.int = ...,
         hnsw_ef_construct: _builtins.int = ...,
+        quantization: Global___VectorQuantization.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["collection", b"collection", "dim", b"dim", "hnsw_built", b"hnsw_built", "hnsw_ef_construct", b"hnsw_ef_construct", "hnsw_m", b"hnsw_m", "lsh_bits", b"lsh_bits", "lsh_points", b"lsh_points", "lsh_tables", b"lsh_tables", "model", b"model", "points", b"points"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["collection", b"collection", "dim", b"dim", "hnsw_built", b"hnsw_built", "hnsw_ef_construct", b"hnsw_ef_construct", "hnsw_m", b"hnsw_m", "lsh_bits", b"lsh_bits", "lsh_points", b"lsh_points", "lsh_tables", b"lsh_tables", "model", b"model", "points", b"points", "quantization", b"quantization"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -44,6 +44,7 @@ from services.index.point_digest import point_digest
 from services.index.redis_connection import with_redis
 from services.index.repair import AUDIT_BATCH, Audit, LshRepair
 from services.index.stores.base import (
+    QUANTIZATIONS,
     CollectionSpec,
     MetadataFilter,
     ScoredPoint,
@@ -67,8 +68,11 @@ class IndexParameters:
     lsh_bits: int = 0
     hnsw_m: int = 0
     hnsw_ef_construct: int = 0
+    quantization: str = ""  # "" or "int8" (services.index.stores.base)
 
     def validate(self) -> None:
+        if self.quantization not in QUANTIZATIONS:
+            raise InvalidArgument(f"unknown quantization {self.quantization!r}")
         for name, (low, high) in PARAMETER_RANGES.items():
             value = getattr(self, name)
             if value and not low <= value <= high:
@@ -228,7 +232,7 @@ class IndexEngine:
                 self.check_model(collection, model)
                 return False
             self._check_disk("creating a collection")
-            spec = CollectionSpec(dim, model, params.hnsw_m, params.hnsw_ef_construct)
+            spec = CollectionSpec(dim, model, params.hnsw_m, params.hnsw_ef_construct, params.quantization)
             with_redis(
                 lambda: self._lsh.ensure_collection(collection, dim, params.lsh_tables, params.lsh_bits)
             )

@@ -5,6 +5,7 @@ from collections.abc import Iterable
 import grpc
 import numpy as np
 
+from imsearch.core.errors import InvalidArgument
 from imsearch.core.filters import parse_filter
 from imsearch.core.index_kind import IndexKind
 from imsearch.core.structs import to_dict, to_struct
@@ -12,6 +13,13 @@ from imsearch.core.validation import validate_name
 from imsearch.v1 import index_pb2, index_pb2_grpc
 from services.index.engine import IndexEngine, IndexParameters
 from services.index.examples import Examples, ExampleStrategy
+from services.index.stores.base import INT8
+
+NAME_OF_QUANTIZATION = {
+    index_pb2.VECTOR_QUANTIZATION_NONE: "",
+    index_pb2.VECTOR_QUANTIZATION_INT8: INT8,
+}
+QUANTIZATION_OF = {name: value for value, name in NAME_OF_QUANTIZATION.items()}
 
 
 def require_collection(name: str) -> str:
@@ -44,6 +52,7 @@ class IndexServicer(index_pb2_grpc.IndexServiceServicer):
             dim=info.dim,
             hnsw_m=spec.hnsw_m,
             hnsw_ef_construct=spec.hnsw_ef_construct,
+            quantization=QUANTIZATION_OF[spec.quantization],
             points=info.points,
             lsh_points=info.lsh_points,
             hnsw_built=info.hnsw_built,
@@ -56,7 +65,15 @@ class IndexServicer(index_pb2_grpc.IndexServiceServicer):
     ) -> index_pb2.CollectionInfo:
         collection = require_collection(request.collection)
         given = request.params
-        params = IndexParameters(given.lsh_tables, given.lsh_bits, given.hnsw_m, given.hnsw_ef_construct)
+        if given.quantization not in NAME_OF_QUANTIZATION:
+            raise InvalidArgument(f"unknown quantization {given.quantization}")
+        params = IndexParameters(
+            given.lsh_tables,
+            given.lsh_bits,
+            given.hnsw_m,
+            given.hnsw_ef_construct,
+            NAME_OF_QUANTIZATION[given.quantization],
+        )
         self._engine.ensure_collection(collection, request.dim, request.model, params)
         return self._info(collection)
 

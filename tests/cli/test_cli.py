@@ -88,6 +88,10 @@ def test_serve_index_search_restart(served: tuple[Path, str], images: Path) -> N
         assert "9 points in Qdrant, 9 in the LSH store: 0 missing from LSH, 0 only in LSH" in audit.stdout
         made = suite.run("collections", "create", "colours", "--model", "color_histogram")
         assert "created colours: model color_histogram" in made.stdout, made.stderr
+        assert "int8" not in made.stdout
+        small = suite.run("collections", "create", "small", "--quantization", "int8")
+        assert small.stdout.rstrip().endswith("int8 vectors"), small.stdout + small.stderr
+        assert suite.run("collections", "drop", "small").returncode == 0
         assert "added 4 images" in suite.run("index", str(images / "red"), "--collection", "colours").stdout
     finally:
         suite.stop()

@@ -10,6 +10,13 @@ from imsearch.core.filters import Filter
 
 MetadataFilter = Filter  # imsearch.core.filters: must / should / must_not conditions
 
+# Scalar int8 quantization: a quarter of float32's RAM per vector. Searches fetch OVERSAMPLING
+# times the candidates by their int8 scores and rescore them with the float32 originals
+# (measured by bench.capacity: recall@10 0.999 with it, 0.975 from int8 scores alone).
+INT8 = "int8"
+QUANTIZATIONS = ("", INT8)
+OVERSAMPLING = 2.0
+
 
 @dataclass(frozen=True)
 class CollectionSpec:
@@ -19,6 +26,7 @@ class CollectionSpec:
     model: str = ""
     hnsw_m: int = 0  # 0: the store's default
     hnsw_ef_construct: int = 0
+    quantization: str = ""  # "" (float32 in RAM) or INT8
 
 
 @dataclass

@@ -19,7 +19,14 @@ import qdrant_edge as qe
 
 from imsearch.core.errors import FailedPrecondition, InvalidArgument, NotFound
 from imsearch.core.validation import is_valid_name, validate_name
-from services.index.stores.base import CollectionSpec, MetadataFilter, ScoredPoint, StoredPoint
+from services.index.stores.base import (
+    INT8,
+    OVERSAMPLING,
+    CollectionSpec,
+    MetadataFilter,
+    ScoredPoint,
+    StoredPoint,
+)
 from services.index.stores.qdrant_payload import (
     MATCH_KEY,
     Lowered,
@@ -100,9 +107,14 @@ class QdrantEdgeStore:
                 ef_construct=spec.hnsw_ef_construct or self._hnsw.ef_construct,
                 full_scan_threshold=self._hnsw.full_scan_threshold,
             )
+        quantization = None
+        if spec.quantization == INT8:
+            int8 = qe.ScalarQuantizationConfig(type=qe.ScalarType.Int8, quantile=0.99, always_ram=True)
+            quantization = int8
         return qe.EdgeConfig(
             vectors=qe.EdgeVectorParams(size=spec.dim, distance=qe.Distance.Cosine),
             hnsw_config=hnsw,
+            quantization_config=quantization,
             # The engine decides *when* to build (see IndexEngine._maybe_optimize), so any
             # segment over 1 KB gets its HNSW graph when optimize() runs.
             optimizers=qe.EdgeOptimizersConfig(indexing_threshold=1, default_segment_number=1),
@@ -180,7 +192,14 @@ class QdrantEdgeStore:
                 query=qe.Query.Nearest(vector.tolist()),
                 limit=top_k,
                 filter=_edge_filter(metadata_filter),
-                params=qe.SearchParams(hnsw_ef=self._hnsw_ef, exact=exact),
+                params=qe.SearchParams(
+                    hnsw_ef=self._hnsw_ef,
+                    exact=exact,
+                    # No effect on a float32 collection; exact search reads the originals only.
+                    quantization=qe.QuantizationSearchParams(
+                        ignore=exact, rescore=True, oversampling=OVERSAMPLING
+                    ),
+                ),
                 with_payload=True,
                 with_vector=with_vectors,
             )
@@ -245,15 +264,20 @@ def read_spec(path: Path) -> CollectionSpec:
         str(recorded.get("model", "")),
         int(recorded.get("hnsw_m", 0)),
         int(recorded.get("hnsw_ef_construct", 0)),
+        str(recorded.get("quantization", "")),
     )
 
 
 def write_spec(path: Path, spec: CollectionSpec) -> None:
     """Atomically: a crash leaves the old file or the new one, never half of one."""
     partial = path / f"{SPEC_FILE}.partial"
-    partial.write_text(
-        json.dumps({"model": spec.model, "hnsw_m": spec.hnsw_m, "hnsw_ef_construct": spec.hnsw_ef_construct})
-    )
+    recorded = {
+        "model": spec.model,
+        "hnsw_m": spec.hnsw_m,
+        "hnsw_ef_construct": spec.hnsw_ef_construct,
+        "quantization": spec.quantization,
+    }
+    partial.write_text(json.dumps(recorded))
     os.replace(partial, path / SPEC_FILE)
 
 

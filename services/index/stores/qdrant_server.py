@@ -14,7 +14,14 @@ from qdrant_client import QdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
 from imsearch.core.errors import NotFound, Unavailable
-from services.index.stores.base import CollectionSpec, MetadataFilter, ScoredPoint, StoredPoint
+from services.index.stores.base import (
+    INT8,
+    OVERSAMPLING,
+    CollectionSpec,
+    MetadataFilter,
+    ScoredPoint,
+    StoredPoint,
+)
 from services.index.stores.qdrant_payload import (
     MATCH_KEY,
     Lowered,
@@ -152,6 +159,7 @@ class QdrantServerStore:
                     str(recorded.get(MODEL_KEY, "")),
                     int(recorded.get("hnsw_m", 0)),
                     int(recorded.get("hnsw_ef_construct", 0)),
+                    str(recorded.get("quantization", "")),
                 )
         return specs
 
@@ -164,11 +172,21 @@ class QdrantServerStore:
             hnsw_config=models.HnswConfigDiff(
                 m=spec.hnsw_m or self._hnsw.m, ef_construct=spec.hnsw_ef_construct or self._hnsw.ef_construct
             ),
+            quantization_config=(
+                models.ScalarQuantization(
+                    scalar=models.ScalarQuantizationConfig(
+                        type=models.ScalarType.INT8, quantile=0.99, always_ram=True
+                    )
+                )
+                if spec.quantization == INT8
+                else None
+            ),
             # Qdrant's collection metadata (1.16+): what the index records of the collection.
             metadata={
                 MODEL_KEY: spec.model,
                 "hnsw_m": spec.hnsw_m,
                 "hnsw_ef_construct": spec.hnsw_ef_construct,
+                "quantization": spec.quantization,
             },
             **self._distribution.create_arguments(),
         )
@@ -223,7 +241,13 @@ class QdrantServerStore:
             query=vector.tolist(),
             limit=top_k,
             query_filter=_client_filter(metadata_filter),
-            search_params=models.SearchParams(hnsw_ef=self._hnsw_ef, exact=exact),
+            search_params=models.SearchParams(
+                hnsw_ef=self._hnsw_ef,
+                exact=exact,
+                quantization=models.QuantizationSearchParams(
+                    ignore=exact, rescore=True, oversampling=OVERSAMPLING
+                ),
+            ),
             with_payload=True,
             with_vectors=with_vectors,
         )
