@@ -10,12 +10,15 @@ Each epoch is scored on held-out gallery images (P@k against the training images
 weights of the best epoch are kept.
 """
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 import torch
 from pytorch_metric_learning import distances, losses, miners, samplers
+from pytorch_metric_learning.utils import common_functions as c_f
 from torch.utils.data import DataLoader, TensorDataset
 
 from lab.train.history import BestEpoch, History
@@ -105,6 +108,35 @@ def train_embedding(
 ) -> History:
     """Trains `network` in place and leaves it with its best epoch's weights. `inputs` are
     (n, views, ...); each step picks one view per image at random."""
+    with library_randomness(params.seed):
+        return _train_embedding(
+            network, inputs, labels, validation_inputs, validation_labels, params, title, slow_parameters
+        )
+
+
+@contextlib.contextmanager
+def library_randomness(seed: int) -> Iterator[None]:
+    """pytorch-metric-learning's samplers and miners draw from `common_functions.NUMPY_RANDOM`
+    (numpy's global generator unless set): a seeded generator of their own for the block, so
+    a training run repeats exactly and touches no one else's random state."""
+    saved = c_f.NUMPY_RANDOM
+    c_f.NUMPY_RANDOM = np.random.RandomState(seed)
+    try:
+        yield
+    finally:
+        c_f.NUMPY_RANDOM = saved
+
+
+def _train_embedding(
+    network: torch.nn.Module,
+    inputs: np.ndarray,
+    labels: list[int],
+    validation_inputs: np.ndarray,
+    validation_labels: list[int],
+    params: HeadParams,
+    title: str,
+    slow_parameters: list[torch.nn.Parameter] | None,
+) -> History:
     generator = torch.Generator().manual_seed(params.seed)
     label_tensor = torch.tensor(labels)
     classes = int(label_tensor.max()) + 1
