@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+from tqdm import tqdm
 
 from imsearch.client import SearchClient, gateway_address
 from imsearch.core.channels import ClientSecurity
@@ -75,19 +76,28 @@ def cmd_serve(args: argparse.Namespace) -> None:
 
 def cmd_index(args: argparse.Namespace) -> None:
     client = connect(args)
+    found = list(labelled_images(args.paths))
+    # Counted as they are handed to gRPC, whose flow control keeps them close to what the
+    # gateway has taken; shown on a terminal only.
+    progress = tqdm(found, desc="indexing", unit="img", file=sys.stderr, disable=None, smoothing=0.1)
     items = (
         (image_id, path.read_bytes(), {"label": label, "path": str(path)})
-        for image_id, path, label in labelled_images(args.paths)
+        for image_id, path, label in progress
     )
+    policy = "skip" if args.skip_duplicates else "allow"
+    response = client.add_images_checked(
+        items, args.collection, policy, args.duplicate_min_score, skip_existing=not args.replace
+    )
+    progress.close()
+    skipped = [d for d in response.duplicates if d.skipped]
+    for duplicate in skipped:
+        print(f"skipped {duplicate.id}: a near-duplicate of {duplicate.of} ({duplicate.score:.4f})")
+    summary = f"added {response.added} images"
+    if not args.replace:
+        summary += f", {response.already_stored} already stored"
     if args.skip_duplicates:
-        response = client.add_images_checked(items, args.collection, "skip", args.duplicate_min_score)
-        skipped = [d for d in response.duplicates if d.skipped]
-        for duplicate in skipped:
-            print(f"skipped {duplicate.id}: a near-duplicate of {duplicate.of} ({duplicate.score:.4f})")
-        print(f"added {response.added} images, skipped {len(skipped)} near-duplicates")
-        return
-    added = client.add_images(items, args.collection)
-    print(f"added {added} images")
+        summary += f", skipped {len(skipped)} near-duplicates"
+    print(summary)
 
 
 def cmd_duplicates(args: argparse.Namespace) -> None:
@@ -337,6 +347,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--skip-duplicates", action="store_true", help="leave out images that nearly duplicate stored ones"
     )
     index.add_argument("--duplicate-min-score", type=float, default=None, help="cosine (default 0.95)")
+    index.add_argument(
+        "--replace",
+        action="store_true",
+        help="encode and store every image again (default: stored ids are skipped: a re-run resumes)",
+    )
     index.set_defaults(func=cmd_index)
 
     duplicates = with_collection(client_parser("duplicates", "list groups of near-duplicate images"))

@@ -79,11 +79,17 @@ class SearchClient:
         collection: str = "",
         on_duplicate: str = "report",
         min_score: float | None = None,
+        skip_existing: bool = False,
     ) -> search_pb2.AddImagesResponse:
         """As add_images, checking each image against the stored ones (and the earlier ones):
         "report" stores near-duplicates (cosine >= min_score, default 0.95) and names them,
-        "skip" leaves them out. The response lists them."""
-        policies = {"report": search_pb2.DUPLICATE_POLICY_REPORT, "skip": search_pb2.DUPLICATE_POLICY_SKIP}
+        "skip" leaves them out, "allow" does not look. The response lists them. With
+        `skip_existing`, ids already stored are left as they are (a re-run resumes)."""
+        policies = {
+            "allow": search_pb2.DUPLICATE_POLICY_ALLOW,
+            "report": search_pb2.DUPLICATE_POLICY_REPORT,
+            "skip": search_pb2.DUPLICATE_POLICY_SKIP,
+        }
         if on_duplicate not in policies:
             raise ValueError(f"on_duplicate must be one of {', '.join(policies)}, not {on_duplicate!r}")
         requests = (
@@ -94,6 +100,7 @@ class SearchClient:
                 collection=collection,
                 on_duplicate=policies[on_duplicate],
                 duplicate_min_score=min_score,
+                skip_existing=skip_existing,
             )
             for i, data, meta in items
         )

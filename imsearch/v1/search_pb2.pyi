@@ -100,6 +100,7 @@ class AddImageRequest(_message.Message):
     COLLECTION_FIELD_NUMBER: _builtins.int
     ON_DUPLICATE_FIELD_NUMBER: _builtins.int
     DUPLICATE_MIN_SCORE_FIELD_NUMBER: _builtins.int
+    SKIP_EXISTING_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """1..256 bytes; adding an existing id replaces it."""
     image: _builtins.bytes
@@ -111,6 +112,10 @@ class AddImageRequest(_message.Message):
     does not store it.
     """
     duplicate_min_score: _builtins.float
+    skip_existing: _builtins.bool
+    """An id already stored in the collection is left as it is, neither decoded nor encoded, so a
+    re-run of an interrupted bulk add resumes where it stopped.
+    """
     @_builtins.property
     def metadata(self) -> _struct_pb2.Struct: ...
     def __init__(
@@ -122,10 +127,11 @@ class AddImageRequest(_message.Message):
         collection: _builtins.str = ...,
         on_duplicate: Global___DuplicatePolicy.ValueType = ...,
         duplicate_min_score: _builtins.float | None = ...,
+        skip_existing: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_duplicate_min_score", b"_duplicate_min_score", "duplicate_min_score", b"duplicate_min_score", "metadata", b"metadata"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_duplicate_min_score", b"_duplicate_min_score", "collection", b"collection", "duplicate_min_score", b"duplicate_min_score", "id", b"id", "image", b"image", "metadata", b"metadata", "on_duplicate", b"on_duplicate"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_duplicate_min_score", b"_duplicate_min_score", "collection", b"collection", "duplicate_min_score", b"duplicate_min_score", "id", b"id", "image", b"image", "metadata", b"metadata", "on_duplicate", b"on_duplicate", "skip_existing", b"skip_existing"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__duplicate_min_score: _TypeAlias = _typing.Literal["duplicate_min_score"]  # noqa: Y015
     _WhichOneofArgType__duplicate_min_score: _TypeAlias = _typing.Literal["_duplicate_min_score", b"_duplicate_min_score"]  # noqa: Y015
@@ -194,8 +200,11 @@ class AddImagesResponse(_message.Message):
 
     ADDED_FIELD_NUMBER: _builtins.int
     DUPLICATES_FIELD_NUMBER: _builtins.int
+    ALREADY_STORED_FIELD_NUMBER: _builtins.int
     added: _builtins.int
     """stored (skipped duplicates not counted)"""
+    already_stored: _builtins.int
+    """left as they were (skip_existing)"""
     @_builtins.property
     def duplicates(self) -> _containers.RepeatedCompositeFieldContainer[Global___Duplicate]: ...
     def __init__(
@@ -203,10 +212,11 @@ class AddImagesResponse(_message.Message):
         *,
         added: _builtins.int = ...,
         duplicates: _abc.Iterable[Global___Duplicate] | None = ...,
+        already_stored: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["added", b"added", "duplicates", b"duplicates"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["added", b"added", "already_stored", b"already_stored", "duplicates", b"duplicates"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -65,10 +65,12 @@ T = TypeVar("T")
 class AddOutcome:
     stored: int
     duplicates: list[search_pb2.Duplicate]
+    already_stored: int = 0  # items left out by skip_existing
 
     def extend(self, more: "AddOutcome") -> None:
         self.stored += more.stored
         self.duplicates.extend(more.duplicates)
+        self.already_stored += more.already_stored
 
 
 # What the index answers when this gateway's binding of a collection is stale.
@@ -185,6 +187,15 @@ class SearchPipeline:
             threshold_of(item)  # a bad duplicate policy fails before any encoding
 
         def store(binding: Binding) -> AddOutcome:
+            stored = self._already_stored(binding, [item.id for item in items if item.skip_existing])
+            new = [item for item in items if item.id not in stored]
+            if not new:
+                return AddOutcome(0, [], len(items))
+            outcome = store_new(binding, new)
+            outcome.already_stored = len(items) - len(new)
+            return outcome
+
+        def store_new(binding: Binding, items: Sequence[search_pb2.AddImageRequest]) -> AddOutcome:
             vectors = self.encode([item.image for item in items], binding.model)
             keep, duplicates = screen(items, vectors, partial(self._nearest_stored, binding))
             points = [
@@ -204,6 +215,16 @@ class SearchPipeline:
             return AddOutcome(int(response.upserted), duplicates)
 
         return self._bound(collection, store)
+
+    def _already_stored(self, binding: Binding, ids: list[str]) -> set[str]:
+        if not ids:
+            return set()
+        with self._metrics.stage("skip_existing"):
+            response = self._index.GetVectors(
+                index_pb2.GetVectorsRequest(collection=binding.collection, ids=ids, ids_only=True),
+                timeout=self._hop_timeout("checking which images are stored"),
+            )
+        return {point.id for point in response.points}
 
     def _nearest_stored(
         self, binding: Binding, vector: np.ndarray, min_score: float, leave_out: str

@@ -64,7 +64,9 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
         self, request_iterator: Iterator[search_pb2.AddImageRequest], context: grpc.ServicerContext
     ) -> search_pb2.AddImagesResponse:
         outcome = self._pipeline.add_stream(request_iterator)
-        return search_pb2.AddImagesResponse(added=outcome.stored, duplicates=outcome.duplicates)
+        return search_pb2.AddImagesResponse(
+            added=outcome.stored, duplicates=outcome.duplicates, already_stored=outcome.already_stored
+        )
 
     def FindDuplicates(
         self, request: index_pb2.FindDuplicatesRequest, context: grpc.ServicerContext

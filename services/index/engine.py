@@ -567,6 +567,12 @@ class IndexEngine:
         self._dim(collection)
         return self._vectors.retrieve(collection, ids)
 
+    def stored_ids(self, collection: str, ids: Sequence[str]) -> list[str]:
+        """Those of `ids` the collection holds, in request order (no vectors read)."""
+        validate_ids(ids)
+        self._dim(collection)
+        return [p.id for p in self._vectors.retrieve(collection, ids, with_vectors=False)]
+
 
 def _page(
     hits: list[ScoredPoint], offset: int, top_k: int, min_score: float | None, leave_out: set[str]

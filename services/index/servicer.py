@@ -153,7 +153,11 @@ class IndexServicer(index_pb2_grpc.IndexServiceServicer):
     def GetVectors(
         self, request: index_pb2.GetVectorsRequest, context: grpc.ServicerContext
     ) -> index_pb2.GetVectorsResponse:
-        points = self._engine.get_vectors(require_collection(request.collection), list(request.ids))
+        collection, ids = require_collection(request.collection), list(request.ids)
+        if request.ids_only:
+            stored = self._engine.stored_ids(collection, ids)
+            return index_pb2.GetVectorsResponse(points=[index_pb2.Point(id=i) for i in stored])
+        points = self._engine.get_vectors(collection, ids)
         return index_pb2.GetVectorsResponse(
             points=[
                 index_pb2.Point(id=p.id, vector=p.vector.tolist(), metadata=to_struct(p.metadata))

@@ -71,7 +71,10 @@ def test_serve_index_search_restart(served: tuple[Path, str], images: Path) -> N
     try:
         indexed = suite.run("index", str(images))
         assert indexed.returncode == 0, indexed.stderr
-        assert "added 9 images" in indexed.stdout
+        assert "added 9 images, 0 already stored" in indexed.stdout
+        again = suite.run("index", str(images))  # a re-run resumes: nothing is encoded again
+        assert "added 0 images, 9 already stored" in again.stdout, again.stdout + again.stderr
+        assert "added 9 images" in suite.run("index", str(images), "--replace").stdout
         found = suite.run("search", str(images / "blue" / "11.jpg"), "--top-k", "3", "--json")
         assert found.returncode == 0, found.stderr
         top = json.loads(found.stdout)["results"][0]
