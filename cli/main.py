@@ -217,6 +217,14 @@ def cmd_models_export(args: argparse.Namespace) -> None:
     print(f"exported {args.name} to {result.onnx_path}; {result.describe()}{' (fp16)' if args.fp16 else ''}")
 
 
+def cmd_models_variant(args: argparse.Namespace) -> None:
+    from lab.zoo.variants import write_augmented_variant
+
+    spec = write_augmented_variant(args.repository, args.name, tuple(args.augment))
+    views = ", ".join(spec.test_time_augmentation)
+    print(f"wrote {args.repository / spec.name}: runs {spec.runs} with views {views}")
+
+
 def cmd_models_fit_codebook(args: argparse.Namespace) -> None:
     from lab.zoo.codebook import fit_codebook
 
@@ -419,6 +427,13 @@ def build_parser() -> argparse.ArgumentParser:
     exporting.add_argument("--fp16", action="store_true", help="float16 weights and arithmetic")
     exporting.add_argument("--repository", type=Path, default=Path("model_repository"))
     exporting.set_defaults(func=cmd_models_export)
+    variant = models_sub.add_parser(
+        "variant", help="a model embedding more views of each image (test-time augmentation)"
+    )
+    variant.add_argument("name", help="an exported image model")
+    variant.add_argument("--augment", nargs="+", choices=["hflip"], default=["hflip"])
+    variant.add_argument("--repository", type=Path, default=Path("model_repository"))
+    variant.set_defaults(func=cmd_models_variant)
     codebook = models_sub.add_parser("fit-codebook", help="learn the ORB bag-of-words codebook from images")
     codebook.add_argument("--dataset", type=Path, required=True)
     codebook.add_argument("--words", type=int, default=256)

@@ -64,6 +64,8 @@ def build_repository(source: Path, out: Path, max_batch: int = 64, queue_delay_u
     """Every model of `source` with a built ONNX file; returns their names."""
     built = []
     for spec in discover_models(source):
+        if spec.runs:  # a variant: the encoder runs its network's Triton model
+            continue
         if spec.onnx_path(source).is_file():
             build_model(spec, source, out, max_batch, queue_delay_us)
             built.append(spec.name)

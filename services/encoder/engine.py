@@ -16,6 +16,8 @@ from imsearch.core.deadline import current_deadline
 from imsearch.core.errors import Cancelled, DeadlineExceeded, InvalidArgument, NotFound
 from imsearch.core.metrics import ServiceMetrics
 from imsearch.core.validation import validate_name
+from services.encoder.augment import merge as merge_views
+from services.encoder.augment import views as augment_views
 from services.encoder.backends.base import InferenceBackend
 from services.encoder.backends.classic import ColorHistogramBackend, OrbBagOfWordsBackend
 from services.encoder.backends.onnxruntime import OnnxRuntimeBackend
@@ -69,7 +71,7 @@ class Encoder:
                 codebook = np.load(settings.model_repository / spec.name / "codebook.npy")
                 backend = OrbBagOfWordsBackend(spec.name, codebook)
             if backend is None and settings.backend == "triton":
-                backend = TritonBackend(spec.name, settings.triton_url, settings.triton_timeout_s)
+                backend = TritonBackend(spec.network, settings.triton_url, settings.triton_timeout_s)
             if backend is None:
                 onnx_path = spec.onnx_path(settings.model_repository)
                 if not onnx_path.is_file() and not settings.models:
@@ -168,8 +170,13 @@ class Encoder:
                 raise InvalidArgument(f"image {position}: {exc}") from None
             with self._metrics.stage("preprocess"):
                 pixels.append(preprocess(image, prep))
+        augment = loaded.spec.test_time_augmentation
         with self._metrics.stage("encode"):
-            features = loaded.batcher.run(np.stack(pixels), deadline)
+            if augment:
+                views = augment_views(np.stack(pixels), prep.layout, augment)
+                features = merge_views([loaded.batcher.run(view, deadline) for view in views])
+            else:
+                features = loaded.batcher.run(np.stack(pixels), deadline)
         return loaded.spec, l2_normalize(features)
 
     def encode_texts(self, model_name: str, texts: list[str]) -> tuple[ModelSpec, np.ndarray]:

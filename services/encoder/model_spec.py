@@ -12,6 +12,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, model_validator
 
+from services.encoder.augment import Augmentation
+
 SPEC_FILE = "imsearch.json"
 
 
@@ -36,6 +38,10 @@ class ModelSpec(BaseModel):
     modality: Literal["image", "text"] = "image"
     pairs_with: str = ""
     context_length: int = Field(default=77, gt=1)
+    # Test-time views (services.encoder.augment): each one more inference per image.
+    test_time_augmentation: tuple[Augmentation, ...] = ()
+    # A variant (other views of the same network) runs this model's ONNX file and Triton model.
+    runs: str = ""
 
     @model_validator(mode="after")
     def _complete(self) -> "ModelSpec":
@@ -43,6 +49,8 @@ class ModelSpec(BaseModel):
             raise ValueError(f"{self.name}: an image model needs its preprocessing")
         if self.modality == "text" and not self.pairs_with:
             raise ValueError(f"{self.name}: a text model names the image model it pairs with")
+        if self.test_time_augmentation and (self.modality != "image" or self.runtime != "onnx"):
+            raise ValueError(f"{self.name}: test-time augmentation is for ONNX image models")
         return self
 
     @property
@@ -55,5 +63,10 @@ class ModelSpec(BaseModel):
     def load(cls, model_dir: Path) -> "ModelSpec":
         return cls.model_validate_json((model_dir / SPEC_FILE).read_text())
 
+    @property
+    def network(self) -> str:
+        """The model folder (and Triton model) whose network this one runs."""
+        return self.runs or self.name
+
     def onnx_path(self, repository: Path, version: int = 1) -> Path:
-        return repository / self.name / str(version) / "model.onnx"
+        return repository / self.network / str(version) / "model.onnx"
