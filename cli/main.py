@@ -225,6 +225,13 @@ def cmd_models_variant(args: argparse.Namespace) -> None:
     print(f"wrote {args.repository / spec.name}: runs {spec.runs} with views {views}")
 
 
+def cmd_models_ensemble(args: argparse.Namespace) -> None:
+    from lab.zoo.variants import write_ensemble
+
+    spec = write_ensemble(args.repository, args.name, tuple(args.members.split(",")))
+    print(f"wrote {args.repository / spec.name}: {spec.weights}, dim {spec.dim}")
+
+
 def cmd_models_fit_codebook(args: argparse.Namespace) -> None:
     from lab.zoo.codebook import fit_codebook
 
@@ -434,6 +441,11 @@ def build_parser() -> argparse.ArgumentParser:
     variant.add_argument("--augment", nargs="+", choices=["hflip"], default=["hflip"])
     variant.add_argument("--repository", type=Path, default=Path("model_repository"))
     variant.set_defaults(func=cmd_models_variant)
+    ensemble = models_sub.add_parser("ensemble", help="a model joining several models' embeddings")
+    ensemble.add_argument("name", help="the new model's name")
+    ensemble.add_argument("--members", required=True, help="exported image models, comma-separated")
+    ensemble.add_argument("--repository", type=Path, default=Path("model_repository"))
+    ensemble.set_defaults(func=cmd_models_ensemble)
     codebook = models_sub.add_parser("fit-codebook", help="learn the ORB bag-of-words codebook from images")
     codebook.add_argument("--dataset", type=Path, required=True)
     codebook.add_argument("--words", type=int, default=256)

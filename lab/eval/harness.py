@@ -187,7 +187,7 @@ def run(
         ServiceMetrics("eval"),
     )
     for model in names:  # fail before hours of work, not after
-        encoder.model(model)
+        encoder.spec(model)
     rows: dict[str, list[SplitOutcome]] = {}
     specs: dict[str, tuple[int, str]] = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -204,7 +204,7 @@ def run(
                             encoder, model, data, indexes, k, engine, f"{model}-seed{seed}", cache
                         )
                         rows.setdefault(row, []).append(outcome)
-                spec = encoder.model(model).spec
+                spec = encoder.spec(model)
                 specs[row] = (spec.dim, spec.weights)
         finally:
             engine.close()

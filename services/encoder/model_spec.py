@@ -32,7 +32,8 @@ class ModelSpec(BaseModel):
     preprocessing: Preprocessing | None = None  # image models only
     weights: str = Field(description="where the weights come from, for `models list`")
     # "onnx": 1/model.onnx run by onnxruntime or Triton; otherwise a built-in classic feature.
-    runtime: Literal["onnx", "color_histogram", "orb_bovw"] = "onnx"
+    # "ensemble": no network of its own; the `ensemble` members' embeddings, concatenated.
+    runtime: Literal["onnx", "color_histogram", "orb_bovw", "ensemble"] = "onnx"
     # "image" models embed image files; "text" models embed strings (CLIP's tokenizer) into
     # the space of the image model named by `pairs_with` (a CLIP text tower and its image tower).
     modality: Literal["image", "text"] = "image"
@@ -42,10 +43,16 @@ class ModelSpec(BaseModel):
     test_time_augmentation: tuple[Augmentation, ...] = ()
     # A variant (other views of the same network) runs this model's ONNX file and Triton model.
     runs: str = ""
+    # An ensemble's members (image models of the same repository): each embeds the image, and
+    # the unit embeddings are concatenated, each weighted 1/sqrt(k), so the result is a unit
+    # vector whose cosine is the members' mean cosine. dim is the sum of theirs.
+    ensemble: tuple[str, ...] = ()
 
     @model_validator(mode="after")
     def _complete(self) -> "ModelSpec":
-        if self.modality == "image" and self.preprocessing is None:
+        if (self.runtime == "ensemble") != bool(self.ensemble):
+            raise ValueError(f"{self.name}: an ensemble names its members, and only an ensemble does")
+        if self.modality == "image" and self.preprocessing is None and self.runtime != "ensemble":
             raise ValueError(f"{self.name}: an image model needs its preprocessing")
         if self.modality == "text" and not self.pairs_with:
             raise ValueError(f"{self.name}: a text model names the image model it pairs with")

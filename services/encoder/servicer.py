@@ -64,9 +64,10 @@ class EncoderServicer(encoder_pb2_grpc.EncoderServiceServicer):
         self, request: encoder_pb2.ListModelsRequest, context: grpc.ServicerContext
     ) -> encoder_pb2.ListModelsResponse:
         default = self._encoder.settings.default_model
+        kinds = {name: m.backend.kind for name, m in self._encoder.models.items()}
         return encoder_pb2.ListModelsResponse(
             models=[
-                model_info(m.spec, m.backend.kind, name == default)
-                for name, m in sorted(self._encoder.models.items())
+                model_info(spec, kinds.get(name, "ensemble"), name == default)
+                for name, spec in sorted(self._encoder.specs().items())
             ]
         )
