@@ -256,7 +256,22 @@ def cmd_eval(args: argparse.Namespace) -> None:
         "seeds": args.seed,
         "embeddings": "L2-normalised",
     }
-    results = run(splits, args.models.split(","), args.index.split(","), args.k, args.repository, protocol)
+    expansion = None
+    if args.query_expansion:
+        from services.index.query_expansion import QueryExpansion
+
+        neighbours, alpha = args.query_expansion.split(",")
+        expansion = QueryExpansion(int(neighbours), float(alpha))
+        protocol["query expansion (neighbours, alpha)"] = args.query_expansion
+    results = run(
+        splits,
+        args.models.split(","),
+        args.index.split(","),
+        args.k,
+        args.repository,
+        protocol,
+        expansion=expansion,
+    )
     write(results, args.out, parents_for({item.label for item in first.gallery}))
     print((args.out / "report.md").read_text())
 
@@ -459,6 +474,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluation.add_argument("--dataset", type=Path, required=True, help="one folder per class")
     evaluation.add_argument("--models", default="efficientnet_lite0")
     evaluation.add_argument("--index", default="exact,kdtree,lsh,hnsw")
+    evaluation.add_argument(
+        "--query-expansion", default="", metavar="N,ALPHA", help="alpha query expansion on every index search"
+    )
     evaluation.add_argument("--queries-per-class", type=int, default=3)
     evaluation.add_argument("--classes", type=int, default=None, help="a random subset of this many classes")
     evaluation.add_argument("--k", type=int, default=10)

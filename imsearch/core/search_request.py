@@ -31,11 +31,13 @@ def build_query(
     box: tuple[float, float, float, float] | None = None,
     where: dict[str, Any] | index_pb2.Filter | None = None,
     text: str = "",
+    expansion: tuple[int, float] | None = None,
 ) -> search_pb2.SearchRequest:
     """A SearchRequest. By one image (`box`: only its region x, y, width, height, as fractions), or by
     examples: `like`/`unlike` stored ids, `like_images`/`unlike_images`
     (`image` counts as one more positive); `strategy` "average_vector" or "best_score".
     `text`: text-to-image search instead of an image (a CLIP collection with its text tower).
+    `expansion`: (neighbours, alpha) of alpha query expansion in the index.
     `where`: must / should / must_not conditions, as an imsearch.v1.Filter or its JSON form,
     e.g. {"must": [{"key": "price", "range": {"lt": 50}}], "must_not": [{"key": "tag", "equals": "x"}]}."""
     mode = {None: search_pb2.RERANK_DEFAULT, True: search_pb2.RERANK_ON, False: search_pb2.RERANK_OFF}
@@ -64,5 +66,8 @@ def build_query(
         box=None if box is None else encoder_pb2.Box(x=box[0], y=box[1], width=box[2], height=box[3]),
         where=json_format.ParseDict(where, index_pb2.Filter()) if isinstance(where, dict) else where,
         text=text,
+        expansion=None
+        if expansion is None
+        else index_pb2.QueryExpansion(neighbours=expansion[0], alpha=expansion[1]),
     )
     return request

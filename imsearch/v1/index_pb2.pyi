@@ -301,6 +301,7 @@ class SearchVectorRequest(_message.Message):
     OFFSET_FIELD_NUMBER: _builtins.int
     MIN_SCORE_FIELD_NUMBER: _builtins.int
     WHERE_FIELD_NUMBER: _builtins.int
+    EXPANSION_FIELD_NUMBER: _builtins.int
     collection: _builtins.str
     top_k: _builtins.int
     index: Global___IndexKind.ValueType
@@ -336,6 +337,10 @@ class SearchVectorRequest(_message.Message):
     def where(self) -> Global___Filter:
         """A structured filter, combined with `filter` (both must hold)."""
 
+    @_builtins.property
+    def expansion(self) -> Global___QueryExpansion:
+        """Alpha query expansion before the search (unset: none)."""
+
     def __init__(
         self,
         *,
@@ -354,16 +359,46 @@ class SearchVectorRequest(_message.Message):
         offset: _builtins.int = ...,
         min_score: _builtins.float | None = ...,
         where: Global___Filter | None = ...,
+        expansion: Global___QueryExpansion | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_min_score", b"_min_score", "filter", b"filter", "min_score", b"min_score", "where", b"where"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_min_score", b"_min_score", "expansion", b"expansion", "filter", b"filter", "min_score", b"min_score", "where", b"where"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_min_score", b"_min_score", "collection", b"collection", "filter", b"filter", "index", b"index", "min_score", b"min_score", "model", b"model", "negative_ids", b"negative_ids", "negative_vectors", b"negative_vectors", "offset", b"offset", "positive_ids", b"positive_ids", "positive_vectors", b"positive_vectors", "strategy", b"strategy", "top_k", b"top_k", "vector", b"vector", "where", b"where", "with_vectors", b"with_vectors"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_min_score", b"_min_score", "collection", b"collection", "expansion", b"expansion", "filter", b"filter", "index", b"index", "min_score", b"min_score", "model", b"model", "negative_ids", b"negative_ids", "negative_vectors", b"negative_vectors", "offset", b"offset", "positive_ids", b"positive_ids", "positive_vectors", b"positive_vectors", "strategy", b"strategy", "top_k", b"top_k", "vector", b"vector", "where", b"where", "with_vectors", b"with_vectors"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__min_score: _TypeAlias = _typing.Literal["min_score"]  # noqa: Y015
     _WhichOneofArgType__min_score: _TypeAlias = _typing.Literal["_min_score", b"_min_score"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType__min_score) -> _WhichOneofReturnType__min_score | None: ...
 
 Global___SearchVectorRequest: _TypeAlias = SearchVectorRequest  # noqa: Y015
+
+@_typing.final
+class QueryExpansion(_message.Message):
+    """Alpha query expansion (Radenovic et al., 2018): the query is replaced by the normalised sum
+    of itself and its `neighbours` nearest stored vectors, each weighted by its cosine to the
+    query raised to `alpha`, then searched again. It runs in the index, where the vectors are.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NEIGHBOURS_FIELD_NUMBER: _builtins.int
+    ALPHA_FIELD_NUMBER: _builtins.int
+    neighbours: _builtins.int
+    """1-50"""
+    alpha: _builtins.float
+    """0-10; 0 weighs every neighbour as the query"""
+    def __init__(
+        self,
+        *,
+        neighbours: _builtins.int = ...,
+        alpha: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alpha", b"alpha", "neighbours", b"neighbours"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___QueryExpansion: _TypeAlias = QueryExpansion  # noqa: Y015
 
 @_typing.final
 class Filter(_message.Message):

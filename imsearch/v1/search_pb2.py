@@ -27,7 +27,7 @@ from imsearch.v1 import encoder_pb2 as imsearch_dot_v1_dot_encoder__pb2
 from imsearch.v1 import index_pb2 as imsearch_dot_v1_dot_index__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18imsearch/v1/search.proto\x12\x0bimsearch.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x19imsearch/v1/encoder.proto\x1a\x17imsearch/v1/index.proto\"f\n\x17\x43reateCollectionRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12(\n\x06params\x18\x03 \x01(\x0b\x32\x18.imsearch.v1.IndexParams\"\xf0\x01\n\x0f\x41\x64\x64ImageRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05image\x18\x02 \x01(\x0c\x12)\n\x08metadata\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x12\n\ncollection\x18\x04 \x01(\t\x12\x32\n\x0con_duplicate\x18\x05 \x01(\x0e\x32\x1c.imsearch.v1.DuplicatePolicy\x12 \n\x13\x64uplicate_min_score\x18\x06 \x01(\x02H\x00\x88\x01\x01\x12\x15\n\rskip_existing\x18\x07 \x01(\x08\x42\x16\n\x14_duplicate_min_score\"C\n\tDuplicate\x12\n\n\x02id\x18\x01 \x01(\t\x12\n\n\x02of\x18\x02 \x01(\t\x12\r\n\x05score\x18\x03 \x01(\x02\x12\x0f\n\x07skipped\x18\x04 \x01(\x08\"J\n\x10\x41\x64\x64ImageResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12*\n\nduplicates\x18\x02 \x03(\x0b\x32\x16.imsearch.v1.Duplicate\"f\n\x11\x41\x64\x64ImagesResponse\x12\r\n\x05\x61\x64\x64\x65\x64\x18\x01 \x01(\r\x12*\n\nduplicates\x18\x02 \x03(\x0b\x32\x16.imsearch.v1.Duplicate\x12\x16\n\x0e\x61lready_stored\x18\x03 \x01(\r\"\xf8\x03\n\rSearchRequest\x12\r\n\x05image\x18\x01 \x01(\x0c\x12\r\n\x05top_k\x18\x02 \x01(\r\x12%\n\x05index\x18\x03 \x01(\x0e\x32\x16.imsearch.v1.IndexKind\x12\'\n\x06\x66ilter\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12#\n\x06rerank\x18\x05 \x01(\x0e\x32\x13.imsearch.v1.Rerank\x12\x12\n\ncollection\x18\x06 \x01(\t\x12\x14\n\x0cpositive_ids\x18\x07 \x03(\t\x12\x14\n\x0cnegative_ids\x18\x08 \x03(\t\x12\x17\n\x0fpositive_images\x18\t \x03(\x0c\x12\x17\n\x0fnegative_images\x18\n \x03(\x0c\x12.\n\x08strategy\x18\x0b \x01(\x0e\x32\x1c.imsearch.v1.ExampleStrategy\x12\x0e\n\x06offset\x18\x0c \x01(\r\x12\x16\n\tmin_score\x18\r \x01(\x02H\x00\x88\x01\x01\x12\x14\n\x0cwith_vectors\x18\x0e \x01(\x08\x12\x15\n\romit_metadata\x18\x0f \x01(\x08\x12\x1d\n\x03\x62ox\x18\x10 \x01(\x0b\x32\x10.imsearch.v1.Box\x12\"\n\x05where\x18\x11 \x01(\x0b\x32\x13.imsearch.v1.Filter\x12\x0c\n\x04text\x18\x12 \x01(\tB\x0c\n\n_min_score\"A\n\x12SearchBatchRequest\x12+\n\x07queries\x18\x01 \x03(\x0b\x32\x1a.imsearch.v1.SearchRequest\"E\n\x13SearchBatchResponse\x12.\n\tresponses\x18\x01 \x03(\x0b\x32\x1b.imsearch.v1.SearchResponse\"h\n\x0cSearchResult\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\x12)\n\x08metadata\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x12\n\x06vector\x18\x04 \x03(\x02\x42\x02\x10\x01\"\xb3\x01\n\x0eSearchResponse\x12*\n\x07results\x18\x01 \x03(\x0b\x32\x19.imsearch.v1.SearchResult\x12\r\n\x05model\x18\x02 \x01(\t\x12%\n\x05index\x18\x03 \x01(\x0e\x32\x16.imsearch.v1.IndexKind\x12\x10\n\x08reranked\x18\x04 \x01(\x08\x12\x19\n\x11\x63\x61ndidates_scored\x18\x05 \x01(\x04\x12\x12\n\ncollection\x18\x06 \x01(\t\"6\n\x13\x44\x65leteImagesRequest\x12\x0b\n\x03ids\x18\x01 \x03(\t\x12\x12\n\ncollection\x18\x02 \x01(\t\"\'\n\x14\x44\x65leteImagesResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\r\"%\n\x0fGetStatsRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\"T\n\x05Stats\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0b\n\x03\x64im\x18\x02 \x01(\r\x12/\n\ncollection\x18\x03 \x01(\x0b\x32\x1b.imsearch.v1.CollectionInfo*e\n\x0f\x44uplicatePolicy\x12\x1a\n\x16\x44UPLICATE_POLICY_ALLOW\x10\x00\x12\x1b\n\x17\x44UPLICATE_POLICY_REPORT\x10\x01\x12\x19\n\x15\x44UPLICATE_POLICY_SKIP\x10\x02*;\n\x06Rerank\x12\x12\n\x0eRERANK_DEFAULT\x10\x00\x12\r\n\tRERANK_ON\x10\x01\x12\x0e\n\nRERANK_OFF\x10\x02\x32\xda\x07\n\rSearchService\x12U\n\x10\x43reateCollection\x12$.imsearch.v1.CreateCollectionRequest\x1a\x1b.imsearch.v1.CollectionInfo\x12\\\n\x0fListCollections\x12#.imsearch.v1.ListCollectionsRequest\x1a$.imsearch.v1.ListCollectionsResponse\x12X\n\x12\x44\x65scribeCollection\x12%.imsearch.v1.GetCollectionInfoRequest\x1a\x1b.imsearch.v1.CollectionInfo\x12Y\n\x0e\x44ropCollection\x12\".imsearch.v1.DropCollectionRequest\x1a#.imsearch.v1.DropCollectionResponse\x12G\n\x08\x41\x64\x64Image\x12\x1c.imsearch.v1.AddImageRequest\x1a\x1d.imsearch.v1.AddImageResponse\x12K\n\tAddImages\x12\x1c.imsearch.v1.AddImageRequest\x1a\x1e.imsearch.v1.AddImagesResponse(\x01\x12\x41\n\x06Search\x12\x1a.imsearch.v1.SearchRequest\x1a\x1b.imsearch.v1.SearchResponse\x12P\n\x0bSearchBatch\x12\x1f.imsearch.v1.SearchBatchRequest\x1a .imsearch.v1.SearchBatchResponse\x12Y\n\x0e\x46indDuplicates\x12\".imsearch.v1.FindDuplicatesRequest\x1a#.imsearch.v1.FindDuplicatesResponse\x12S\n\x0c\x44\x65leteImages\x12 .imsearch.v1.DeleteImagesRequest\x1a!.imsearch.v1.DeleteImagesResponse\x12<\n\x08GetStats\x12\x1c.imsearch.v1.GetStatsRequest\x1a\x12.imsearch.v1.Stats\x12\x46\n\x0bVerifyIndex\x12\x1a.imsearch.v1.VerifyRequest\x1a\x1b.imsearch.v1.VerifyResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18imsearch/v1/search.proto\x12\x0bimsearch.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x19imsearch/v1/encoder.proto\x1a\x17imsearch/v1/index.proto\"f\n\x17\x43reateCollectionRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12(\n\x06params\x18\x03 \x01(\x0b\x32\x18.imsearch.v1.IndexParams\"\xf0\x01\n\x0f\x41\x64\x64ImageRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05image\x18\x02 \x01(\x0c\x12)\n\x08metadata\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x12\n\ncollection\x18\x04 \x01(\t\x12\x32\n\x0con_duplicate\x18\x05 \x01(\x0e\x32\x1c.imsearch.v1.DuplicatePolicy\x12 \n\x13\x64uplicate_min_score\x18\x06 \x01(\x02H\x00\x88\x01\x01\x12\x15\n\rskip_existing\x18\x07 \x01(\x08\x42\x16\n\x14_duplicate_min_score\"C\n\tDuplicate\x12\n\n\x02id\x18\x01 \x01(\t\x12\n\n\x02of\x18\x02 \x01(\t\x12\r\n\x05score\x18\x03 \x01(\x02\x12\x0f\n\x07skipped\x18\x04 \x01(\x08\"J\n\x10\x41\x64\x64ImageResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12*\n\nduplicates\x18\x02 \x03(\x0b\x32\x16.imsearch.v1.Duplicate\"f\n\x11\x41\x64\x64ImagesResponse\x12\r\n\x05\x61\x64\x64\x65\x64\x18\x01 \x01(\r\x12*\n\nduplicates\x18\x02 \x03(\x0b\x32\x16.imsearch.v1.Duplicate\x12\x16\n\x0e\x61lready_stored\x18\x03 \x01(\r\"\xa8\x04\n\rSearchRequest\x12\r\n\x05image\x18\x01 \x01(\x0c\x12\r\n\x05top_k\x18\x02 \x01(\r\x12%\n\x05index\x18\x03 \x01(\x0e\x32\x16.imsearch.v1.IndexKind\x12\'\n\x06\x66ilter\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12#\n\x06rerank\x18\x05 \x01(\x0e\x32\x13.imsearch.v1.Rerank\x12\x12\n\ncollection\x18\x06 \x01(\t\x12\x14\n\x0cpositive_ids\x18\x07 \x03(\t\x12\x14\n\x0cnegative_ids\x18\x08 \x03(\t\x12\x17\n\x0fpositive_images\x18\t \x03(\x0c\x12\x17\n\x0fnegative_images\x18\n \x03(\x0c\x12.\n\x08strategy\x18\x0b \x01(\x0e\x32\x1c.imsearch.v1.ExampleStrategy\x12\x0e\n\x06offset\x18\x0c \x01(\r\x12\x16\n\tmin_score\x18\r \x01(\x02H\x00\x88\x01\x01\x12\x14\n\x0cwith_vectors\x18\x0e \x01(\x08\x12\x15\n\romit_metadata\x18\x0f \x01(\x08\x12\x1d\n\x03\x62ox\x18\x10 \x01(\x0b\x32\x10.imsearch.v1.Box\x12\"\n\x05where\x18\x11 \x01(\x0b\x32\x13.imsearch.v1.Filter\x12\x0c\n\x04text\x18\x12 \x01(\t\x12.\n\texpansion\x18\x13 \x01(\x0b\x32\x1b.imsearch.v1.QueryExpansionB\x0c\n\n_min_score\"A\n\x12SearchBatchRequest\x12+\n\x07queries\x18\x01 \x03(\x0b\x32\x1a.imsearch.v1.SearchRequest\"E\n\x13SearchBatchResponse\x12.\n\tresponses\x18\x01 \x03(\x0b\x32\x1b.imsearch.v1.SearchResponse\"h\n\x0cSearchResult\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\x12)\n\x08metadata\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x12\n\x06vector\x18\x04 \x03(\x02\x42\x02\x10\x01\"\xb3\x01\n\x0eSearchResponse\x12*\n\x07results\x18\x01 \x03(\x0b\x32\x19.imsearch.v1.SearchResult\x12\r\n\x05model\x18\x02 \x01(\t\x12%\n\x05index\x18\x03 \x01(\x0e\x32\x16.imsearch.v1.IndexKind\x12\x10\n\x08reranked\x18\x04 \x01(\x08\x12\x19\n\x11\x63\x61ndidates_scored\x18\x05 \x01(\x04\x12\x12\n\ncollection\x18\x06 \x01(\t\"6\n\x13\x44\x65leteImagesRequest\x12\x0b\n\x03ids\x18\x01 \x03(\t\x12\x12\n\ncollection\x18\x02 \x01(\t\"\'\n\x14\x44\x65leteImagesResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\r\"%\n\x0fGetStatsRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\"T\n\x05Stats\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0b\n\x03\x64im\x18\x02 \x01(\r\x12/\n\ncollection\x18\x03 \x01(\x0b\x32\x1b.imsearch.v1.CollectionInfo*e\n\x0f\x44uplicatePolicy\x12\x1a\n\x16\x44UPLICATE_POLICY_ALLOW\x10\x00\x12\x1b\n\x17\x44UPLICATE_POLICY_REPORT\x10\x01\x12\x19\n\x15\x44UPLICATE_POLICY_SKIP\x10\x02*;\n\x06Rerank\x12\x12\n\x0eRERANK_DEFAULT\x10\x00\x12\r\n\tRERANK_ON\x10\x01\x12\x0e\n\nRERANK_OFF\x10\x02\x32\xda\x07\n\rSearchService\x12U\n\x10\x43reateCollection\x12$.imsearch.v1.CreateCollectionRequest\x1a\x1b.imsearch.v1.CollectionInfo\x12\\\n\x0fListCollections\x12#.imsearch.v1.ListCollectionsRequest\x1a$.imsearch.v1.ListCollectionsResponse\x12X\n\x12\x44\x65scribeCollection\x12%.imsearch.v1.GetCollectionInfoRequest\x1a\x1b.imsearch.v1.CollectionInfo\x12Y\n\x0e\x44ropCollection\x12\".imsearch.v1.DropCollectionRequest\x1a#.imsearch.v1.DropCollectionResponse\x12G\n\x08\x41\x64\x64Image\x12\x1c.imsearch.v1.AddImageRequest\x1a\x1d.imsearch.v1.AddImageResponse\x12K\n\tAddImages\x12\x1c.imsearch.v1.AddImageRequest\x1a\x1e.imsearch.v1.AddImagesResponse(\x01\x12\x41\n\x06Search\x12\x1a.imsearch.v1.SearchRequest\x1a\x1b.imsearch.v1.SearchResponse\x12P\n\x0bSearchBatch\x12\x1f.imsearch.v1.SearchBatchRequest\x1a .imsearch.v1.SearchBatchResponse\x12Y\n\x0e\x46indDuplicates\x12\".imsearch.v1.FindDuplicatesRequest\x1a#.imsearch.v1.FindDuplicatesResponse\x12S\n\x0c\x44\x65leteImages\x12 .imsearch.v1.DeleteImagesRequest\x1a!.imsearch.v1.DeleteImagesResponse\x12<\n\x08GetStats\x12\x1c.imsearch.v1.GetStatsRequest\x1a\x12.imsearch.v1.Stats\x12\x46\n\x0bVerifyIndex\x12\x1a.imsearch.v1.VerifyRequest\x1a\x1b.imsearch.v1.VerifyResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,10 +36,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_SEARCHRESULT'].fields_by_name['vector']._loaded_options = None
   _globals['_SEARCHRESULT'].fields_by_name['vector']._serialized_options = b'\020\001'
-  _globals['_DUPLICATEPOLICY']._serialized_start=1874
-  _globals['_DUPLICATEPOLICY']._serialized_end=1975
-  _globals['_RERANK']._serialized_start=1977
-  _globals['_RERANK']._serialized_end=2036
+  _globals['_DUPLICATEPOLICY']._serialized_start=1922
+  _globals['_DUPLICATEPOLICY']._serialized_end=2023
+  _globals['_RERANK']._serialized_start=2025
+  _globals['_RERANK']._serialized_end=2084
   _globals['_CREATECOLLECTIONREQUEST']._serialized_start=123
   _globals['_CREATECOLLECTIONREQUEST']._serialized_end=225
   _globals['_ADDIMAGEREQUEST']._serialized_start=228
@@ -51,23 +51,23 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ADDIMAGESRESPONSE']._serialized_start=615
   _globals['_ADDIMAGESRESPONSE']._serialized_end=717
   _globals['_SEARCHREQUEST']._serialized_start=720
-  _globals['_SEARCHREQUEST']._serialized_end=1224
-  _globals['_SEARCHBATCHREQUEST']._serialized_start=1226
-  _globals['_SEARCHBATCHREQUEST']._serialized_end=1291
-  _globals['_SEARCHBATCHRESPONSE']._serialized_start=1293
-  _globals['_SEARCHBATCHRESPONSE']._serialized_end=1362
-  _globals['_SEARCHRESULT']._serialized_start=1364
-  _globals['_SEARCHRESULT']._serialized_end=1468
-  _globals['_SEARCHRESPONSE']._serialized_start=1471
-  _globals['_SEARCHRESPONSE']._serialized_end=1650
-  _globals['_DELETEIMAGESREQUEST']._serialized_start=1652
-  _globals['_DELETEIMAGESREQUEST']._serialized_end=1706
-  _globals['_DELETEIMAGESRESPONSE']._serialized_start=1708
-  _globals['_DELETEIMAGESRESPONSE']._serialized_end=1747
-  _globals['_GETSTATSREQUEST']._serialized_start=1749
-  _globals['_GETSTATSREQUEST']._serialized_end=1786
-  _globals['_STATS']._serialized_start=1788
-  _globals['_STATS']._serialized_end=1872
-  _globals['_SEARCHSERVICE']._serialized_start=2039
-  _globals['_SEARCHSERVICE']._serialized_end=3025
+  _globals['_SEARCHREQUEST']._serialized_end=1272
+  _globals['_SEARCHBATCHREQUEST']._serialized_start=1274
+  _globals['_SEARCHBATCHREQUEST']._serialized_end=1339
+  _globals['_SEARCHBATCHRESPONSE']._serialized_start=1341
+  _globals['_SEARCHBATCHRESPONSE']._serialized_end=1410
+  _globals['_SEARCHRESULT']._serialized_start=1412
+  _globals['_SEARCHRESULT']._serialized_end=1516
+  _globals['_SEARCHRESPONSE']._serialized_start=1519
+  _globals['_SEARCHRESPONSE']._serialized_end=1698
+  _globals['_DELETEIMAGESREQUEST']._serialized_start=1700
+  _globals['_DELETEIMAGESREQUEST']._serialized_end=1754
+  _globals['_DELETEIMAGESRESPONSE']._serialized_start=1756
+  _globals['_DELETEIMAGESRESPONSE']._serialized_end=1795
+  _globals['_GETSTATSREQUEST']._serialized_start=1797
+  _globals['_GETSTATSREQUEST']._serialized_end=1834
+  _globals['_STATS']._serialized_start=1836
+  _globals['_STATS']._serialized_end=1920
+  _globals['_SEARCHSERVICE']._serialized_start=2087
+  _globals['_SEARCHSERVICE']._serialized_end=3073
 # @@protoc_insertion_point(module_scope)

@@ -244,6 +244,7 @@ class SearchRequest(_message.Message):
     BOX_FIELD_NUMBER: _builtins.int
     WHERE_FIELD_NUMBER: _builtins.int
     TEXT_FIELD_NUMBER: _builtins.int
+    EXPANSION_FIELD_NUMBER: _builtins.int
     image: _builtins.bytes
     top_k: _builtins.int
     """1..1000; 0 means 10."""
@@ -290,6 +291,10 @@ class SearchRequest(_message.Message):
     def where(self) -> _index_pb2.Filter:
         """must / should / must_not conditions: equals, any_of, numeric range; with `filter`, both hold."""
 
+    @_builtins.property
+    def expansion(self) -> _index_pb2.QueryExpansion:
+        """Alpha query expansion in the index before the search (index.proto; unset: none)."""
+
     def __init__(
         self,
         *,
@@ -311,10 +316,11 @@ class SearchRequest(_message.Message):
         box: _encoder_pb2.Box | None = ...,
         where: _index_pb2.Filter | None = ...,
         text: _builtins.str = ...,
+        expansion: _index_pb2.QueryExpansion | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_min_score", b"_min_score", "box", b"box", "filter", b"filter", "min_score", b"min_score", "where", b"where"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_min_score", b"_min_score", "box", b"box", "expansion", b"expansion", "filter", b"filter", "min_score", b"min_score", "where", b"where"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_min_score", b"_min_score", "box", b"box", "collection", b"collection", "filter", b"filter", "image", b"image", "index", b"index", "min_score", b"min_score", "negative_ids", b"negative_ids", "negative_images", b"negative_images", "offset", b"offset", "omit_metadata", b"omit_metadata", "positive_ids", b"positive_ids", "positive_images", b"positive_images", "rerank", b"rerank", "strategy", b"strategy", "text", b"text", "top_k", b"top_k", "where", b"where", "with_vectors", b"with_vectors"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_min_score", b"_min_score", "box", b"box", "collection", b"collection", "expansion", b"expansion", "filter", b"filter", "image", b"image", "index", b"index", "min_score", b"min_score", "negative_ids", b"negative_ids", "negative_images", b"negative_images", "offset", b"offset", "omit_metadata", b"omit_metadata", "positive_ids", b"positive_ids", "positive_images", b"positive_images", "rerank", b"rerank", "strategy", b"strategy", "text", b"text", "top_k", b"top_k", "where", b"where", "with_vectors", b"with_vectors"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__min_score: _TypeAlias = _typing.Literal["min_score"]  # noqa: Y015
     _WhichOneofArgType__min_score: _TypeAlias = _typing.Literal["_min_score", b"_min_score"]  # noqa: Y015

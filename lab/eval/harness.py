@@ -36,6 +36,7 @@ from lab.eval.results import (
 from services.encoder.engine import Encoder
 from services.encoder.settings import EncoderSettings
 from services.index.engine import IndexEngine
+from services.index.query_expansion import QueryExpansion
 from services.index.stores.qdrant_edge import QdrantEdgeStore
 from services.index.stores.redis_lsh import LshParams, RedisLshStore
 
@@ -74,6 +75,7 @@ def evaluate_split(
     engine: IndexEngine,
     collection: str,
     cache: EmbeddingCache,
+    expansion: QueryExpansion | None = None,
 ) -> SplitOutcome:
     labels = np.asarray([item.label for item in data.gallery])
     gallery = cache.get([item.path for item in data.gallery])
@@ -91,7 +93,8 @@ def evaluate_split(
     def search(index: str, query: np.ndarray) -> list[int]:
         if tree is not None and index == KDTREE:
             return [int(i) for i in tree.query(query[None, :], k=k, return_distance=False)[0]]
-        return [int(h.id) for h in engine.search(collection, query, k, IndexKind(index), None, False).hits]
+        found = engine.search(collection, query, k, IndexKind(index), None, False, expansion=expansion)
+        return [int(h.id) for h in found.hits]
 
     scores: dict[str, dict[str, list[float]]] = {i: {name: [] for name in AT_K} for i in indexes}
     ann_recall: dict[str, list[float]] = {i: [] for i in indexes}
@@ -172,9 +175,11 @@ def run(
     model_repository: Path,
     protocol: dict[str, str | int],
     labels: dict[str, str] | None = None,
+    expansion: QueryExpansion | None = None,
 ) -> EvalResults:
     """`splits` by seed. `models` is a list, or per seed a list (models trained on that seed's
-    split), in which case `labels` names the row each per-seed model is reported under."""
+    split), in which case `labels` names the row each per-seed model is reported under.
+    `expansion`: every index search (not the KD-tree) with alpha query expansion."""
     unknown = sorted(set(indexes) - set(EVAL_INDEXES))
     if unknown:
         raise ValueError(f"unknown index {unknown}; choose from {', '.join(EVAL_INDEXES)}")
@@ -201,7 +206,7 @@ def run(
                 for seed, data in splits.items():
                     if model in per_seed[seed]:
                         outcome = evaluate_split(
-                            encoder, model, data, indexes, k, engine, f"{model}-seed{seed}", cache
+                            encoder, model, data, indexes, k, engine, f"{model}-seed{seed}", cache, expansion
                         )
                         rows.setdefault(row, []).append(outcome)
                 spec = encoder.spec(model)

@@ -116,6 +116,7 @@ def vector_request(
         where=request.where if request.HasField("where") else None,
         model=binding.model,
         with_vectors=plan.rerank or request.with_vectors,
+        expansion=request.expansion if request.HasField("expansion") else None,
     )
     if plan.by_example:
         found = [] if vectors is None else [index_pb2.Vector(values=v.tolist()) for v in vectors]

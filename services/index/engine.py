@@ -41,6 +41,7 @@ from services.index.duplicates import DuplicateGroups, find_groups
 from services.index.examples import Examples, ExampleStrategy, average_query, best_scores
 from services.index.lease import CollectionLeases
 from services.index.point_digest import point_digest
+from services.index.query_expansion import QueryExpansion, expanded_query
 from services.index.redis_connection import with_redis
 from services.index.repair import AUDIT_BATCH, Audit, LshRepair
 from services.index.stores.base import (
@@ -410,9 +411,13 @@ class IndexEngine:
         with_vectors: bool,
         offset: int = 0,
         min_score: float | None = None,
+        expansion: QueryExpansion | None = None,
     ) -> SearchOutcome:
         validate_page(top_k, offset, min_score)
         query = self._check_vector(collection, values, "query vector")
+        if expansion is not None:
+            expansion.validate()
+            query = self._expand(collection, query, index, metadata_filter, expansion)
         outcome = self._nearest(collection, query, top_k + offset, index, metadata_filter, with_vectors)
         outcome.hits = _page(outcome.hits, offset, top_k, min_score, leave_out=set())
         return outcome
@@ -448,6 +453,24 @@ class IndexEngine:
             )
         outcome.hits = _page(outcome.hits, offset, top_k, min_score, leave_out=examples.ids)
         return outcome
+
+    def _expand(
+        self,
+        collection: str,
+        query: np.ndarray,
+        index: IndexKind,
+        metadata_filter: MetadataFilter | None,
+        expansion: QueryExpansion,
+    ) -> np.ndarray:
+        """The query moved towards its nearest neighbours on the same index and filter."""
+        with self._metrics.stage("query_expansion"):
+            first = self._nearest(collection, query, expansion.neighbours, index, metadata_filter, True)
+            hits = [h for h in first.hits if h.vector is not None]
+            if not hits:
+                return query
+            neighbours = np.stack([np.asarray(h.vector, dtype=np.float32) for h in hits])
+            scores = np.array([h.score for h in hits])
+            return expanded_query(query, neighbours, scores, expansion.alpha)
 
     def find_duplicates(self, collection: str, min_score: float, max_groups: int) -> DuplicateGroups:
         """Groups of points with cosine >= min_score to another of the group (HNSW neighbours)."""

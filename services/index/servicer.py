@@ -13,6 +13,7 @@ from imsearch.core.validation import validate_name
 from imsearch.v1 import index_pb2, index_pb2_grpc
 from services.index.engine import IndexEngine, IndexParameters
 from services.index.examples import Examples, ExampleStrategy
+from services.index.query_expansion import QueryExpansion
 from services.index.stores.base import INT8
 
 NAME_OF_QUANTIZATION = {
@@ -119,7 +120,12 @@ class IndexServicer(index_pb2_grpc.IndexServiceServicer):
             request.offset,
             request.min_score if request.HasField("min_score") else None,
         )
-        if examples:
+        if request.HasField("expansion"):
+            if examples:
+                raise InvalidArgument("query expansion is for a search by vector, not by example")
+            expansion = QueryExpansion(request.expansion.neighbours, request.expansion.alpha)
+            outcome = self._engine.search(collection, request.vector, *arguments, expansion=expansion)
+        elif examples:
             if request.vector:
                 examples.positive_vectors.append(np.asarray(request.vector, dtype=np.float32))
             outcome = self._engine.search_by_example(collection, examples, *arguments)

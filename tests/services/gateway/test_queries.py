@@ -214,3 +214,15 @@ def test_a_bad_query_fails_the_batch_naming_it(
     stub = search_pb2_grpc.SearchServiceStub(grpc.insecure_channel(suite.address))
     failed = error(lambda: stub.SearchBatch(search_pb2.SearchBatchRequest(queries=queries)))
     assert (failed.code().name, message in (failed.details() or "")) == (code, True), failed.details()
+
+
+@pytest.mark.parametrize("index", INDEXES)
+def test_query_expansion_reaches_the_index(client: SearchClient, index: str) -> None:
+    plain = client.search(jpeg(3), top_k=GALLERY, index=index, rerank=False)
+    expanded = client.search(jpeg(3), top_k=GALLERY, index=index, rerank=False, expansion=(5, 3.0))
+    assert ids(expanded)[0] == "g3" and sorted(ids(expanded)) == sorted(ids(plain))
+    # The query moved towards its neighbours: the same images, other scores.
+    assert [r.score for r in expanded.results] != pytest.approx([r.score for r in plain.results], abs=1e-4)
+    with pytest.raises(grpc.RpcError) as refused:
+        client.search(jpeg(3), index=index, expansion=(0, 3.0))
+    assert refused.value.code() is grpc.StatusCode.INVALID_ARGUMENT
