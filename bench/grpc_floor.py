@@ -23,6 +23,7 @@ from typing import Any
 import grpc
 import numpy as np
 
+from bench.process_cpu import cpu_seconds
 from devtools.ports import free_port
 
 PAYLOAD = b"x" * 5120
@@ -60,12 +61,6 @@ def serve(kind: str, address: str) -> None:
     server.add_insecure_port(address)
     server.start()
     server.wait_for_termination()
-
-
-def cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def time_grpc(address: str, server_pid: int, calls: int) -> tuple[float, float, float]:

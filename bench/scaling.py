@@ -25,7 +25,7 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from bench.grpc_floor import cpu_seconds
+from bench.process_cpu import cpu_seconds
 from bench.queries import gallery_and_queries
 from devtools.embedded_redis import EmbeddedRedis
 from devtools.ports import free_port
@@ -35,10 +35,8 @@ from imsearch.core.channels import wait_for_channel
 REPO = Path(__file__).resolve().parents[1]
 
 
-def start(command: list[str], env: dict[str, str], address: str) -> subprocess.Popen[bytes]:
-    process = subprocess.Popen(
-        command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+def start(command: list[str], address: str) -> subprocess.Popen[bytes]:
+    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     channel = wait_for_channel(address, timeout=120)
     status = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), wait_for_ready=True)
     assert status.status == health_pb2.HealthCheckResponse.SERVING, f"{command} did not become ready"
@@ -52,14 +50,14 @@ def start_encoder(threads: int, core: int | None) -> tuple[subprocess.Popen[byte
     pin = ["taskset", "--cpu-list", str(core)] if core is not None else []
     command = [*pin, sys.executable, "-m", "services.encoder", "--listen", address, "--metrics-port", "-1"]
     command += ["--intra-op-threads", str(threads), "--model-repository", str(REPO / "model_repository")]
-    return start(command, dict(os.environ), address), address
+    return start(command, address), address
 
 
 def start_gateway(encoders: list[str], index: str) -> tuple[subprocess.Popen[bytes], str]:
     address = f"127.0.0.1:{free_port()}"
     command = [sys.executable, "-m", "services.gateway", "--listen", address, "--metrics-port", "-1"]
     command += ["--encoder-address", "ipv4:" + ",".join(encoders), "--index-address", index]
-    return start(command, dict(os.environ), address), address
+    return start(command, address), address
 
 
 def closed_loop(
@@ -108,7 +106,7 @@ def main() -> None:
             index_command = [sys.executable, "-m", "services.index", "--listen", index]
             index_command += ["--metrics-port", "-1", "--data-dir", str(Path(tmp) / "index")]
             index_command += ["--redis-url", redis_server.url]
-            processes.append(start(index_command, dict(os.environ), index))
+            processes.append(start(index_command, index))
             cores = sorted(os.sched_getaffinity(0))
             encoders = [
                 start_encoder(args.threads, cores[n % len(cores)] if args.pin else None) for n in range(2)

@@ -9,9 +9,10 @@ import numpy as np
 import redis
 
 from bench.capacity.pinning import pinned, two_cores
-from bench.capacity.rates import RUNS, Rate, process_cpu
+from bench.capacity.rates import RUNS, Rate
 from bench.capacity.search_figures import SearchFigures
 from bench.capacity.vector_set import K, Vectors, point_id, recall
+from bench.process_cpu import cpu_seconds
 from devtools.embedded_redis import EmbeddedRedis
 from services.index.stores.base import StoredPoint
 from services.index.stores.redis_lsh import LshParams, RedisLshStore
@@ -97,7 +98,7 @@ def lsh_qps(store: RedisLshStore, queries: np.ndarray, server_pid: int) -> dict[
     with pinned(client_core), pinned(server_core, server_pid):
         for _ in range(RUNS):
             for collection, rate in rates.items():
-                rate.time(len(subset), searches(store, collection, subset), lambda: process_cpu(server_pid))
+                rate.time(len(subset), searches(store, collection, subset), lambda: cpu_seconds(server_pid))
     return rates
 
 

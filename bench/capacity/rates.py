@@ -1,19 +1,11 @@
 """Rates per CPU-second and per wall-clock second, this process's CPU and a server's counted."""
 
-import os
 import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 RUNS = 3  # every rate is the median of this many runs
-
-
-def process_cpu(pid: int) -> float:
-    """CPU seconds (user + system, all threads) another process has used."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def no_cpu() -> float:

@@ -109,9 +109,61 @@ def train_embedding(
     """Trains `network` in place and leaves it with its best epoch's weights. `inputs` are
     (n, views, ...); each step picks one view per image at random."""
     with library_randomness(params.seed):
-        return _train_embedding(
-            network, inputs, labels, validation_inputs, validation_labels, params, title, slow_parameters
-        )
+        generator = torch.Generator().manual_seed(params.seed)
+        label_tensor = torch.tensor(labels)
+        classes = int(label_tensor.max()) + 1
+        if params.kind == "dense":
+            loss_fn: torch.nn.Module = losses.NormalizedSoftmaxLoss(
+                classes, params.out_dim, params.temperature
+            )
+            miner = None
+            batches = DataLoader(
+                TensorDataset(torch.arange(len(labels))), params.batch_size, shuffle=True, generator=generator
+            )
+            loss_name = "normalised softmax loss"
+        else:
+            distance = _distance(params)
+            loss_fn = losses.TripletMarginLoss(params.margin, distance=distance)
+            miner = miners.TripletMarginMiner(
+                params.margin, distance=distance, type_of_triplets=params.mining
+            )
+            # A batch holds m images of each of batch/m classes: at most every class once.
+            batch_size = min(params.batch_size, params.m_per_class * classes, len(labels))
+            batch_size -= batch_size % params.m_per_class
+            sampler = samplers.MPerClassSampler(
+                labels, params.m_per_class, batch_size, length_before_new_iter=len(labels)
+            )
+            batches = DataLoader(TensorDataset(torch.arange(len(labels))), batch_size, sampler=sampler)
+            loss_name = f"triplet loss ({params.mining}, margin {params.margin}, {params.distance})"
+        slow = {id(p) for p in slow_parameters or []}
+        groups: list[dict[str, Any]] = [
+            {"params": [p for p in network.parameters() if id(p) not in slow] + list(loss_fn.parameters())}
+        ]
+        if slow_parameters:
+            groups.append({"params": slow_parameters, "lr": params.learning_rate / 5})
+        optimizer = torch.optim.AdamW(groups, params.learning_rate, weight_decay=params.weight_decay)
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, params.epochs)
+        keeper = BestEpoch(network, History(title, loss_name, params.k))
+        for _ in range(params.epochs):
+            network.train()
+            epoch_losses = []
+            for (index,) in batches:
+                views = torch.randint(0, inputs.shape[1], (len(index),), generator=generator)
+                batch = torch.from_numpy(inputs[index.numpy(), views.numpy()].astype(np.float32))
+                embeddings = network(batch)
+                batch_labels = label_tensor[index]
+                loss = loss_fn(embeddings, batch_labels, miner(embeddings, batch_labels) if miner else None)
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+                epoch_losses.append(float(loss.detach()))
+            scheduler.step()
+            keeper.end_epoch(
+                epoch_losses, embed(network, validation_inputs[:, 0]), validation_labels,
+                embed(network, inputs[:, 0]), labels,
+            )  # fmt: skip
+        keeper.restore()
+        return keeper.history
 
 
 @contextlib.contextmanager
@@ -125,66 +177,3 @@ def library_randomness(seed: int) -> Iterator[None]:
         yield
     finally:
         c_f.NUMPY_RANDOM = saved
-
-
-def _train_embedding(
-    network: torch.nn.Module,
-    inputs: np.ndarray,
-    labels: list[int],
-    validation_inputs: np.ndarray,
-    validation_labels: list[int],
-    params: HeadParams,
-    title: str,
-    slow_parameters: list[torch.nn.Parameter] | None,
-) -> History:
-    generator = torch.Generator().manual_seed(params.seed)
-    label_tensor = torch.tensor(labels)
-    classes = int(label_tensor.max()) + 1
-    if params.kind == "dense":
-        loss_fn: torch.nn.Module = losses.NormalizedSoftmaxLoss(classes, params.out_dim, params.temperature)
-        miner = None
-        batches = DataLoader(
-            TensorDataset(torch.arange(len(labels))), params.batch_size, shuffle=True, generator=generator
-        )
-        loss_name = "normalised softmax loss"
-    else:
-        distance = _distance(params)
-        loss_fn = losses.TripletMarginLoss(params.margin, distance=distance)
-        miner = miners.TripletMarginMiner(params.margin, distance=distance, type_of_triplets=params.mining)
-        # A batch holds m images of each of batch/m classes: at most every class once.
-        batch_size = min(params.batch_size, params.m_per_class * classes, len(labels))
-        batch_size -= batch_size % params.m_per_class
-        sampler = samplers.MPerClassSampler(
-            labels, params.m_per_class, batch_size, length_before_new_iter=len(labels)
-        )
-        batches = DataLoader(TensorDataset(torch.arange(len(labels))), batch_size, sampler=sampler)
-        loss_name = f"triplet loss ({params.mining}, margin {params.margin}, {params.distance})"
-    slow = {id(p) for p in slow_parameters or []}
-    groups: list[dict[str, Any]] = [
-        {"params": [p for p in network.parameters() if id(p) not in slow] + list(loss_fn.parameters())}
-    ]
-    if slow_parameters:
-        groups.append({"params": slow_parameters, "lr": params.learning_rate / 5})
-    optimizer = torch.optim.AdamW(groups, params.learning_rate, weight_decay=params.weight_decay)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, params.epochs)
-    keeper = BestEpoch(network, History(title, loss_name, params.k))
-    for _ in range(params.epochs):
-        network.train()
-        epoch_losses = []
-        for (index,) in batches:
-            views = torch.randint(0, inputs.shape[1], (len(index),), generator=generator)
-            batch = torch.from_numpy(inputs[index.numpy(), views.numpy()].astype(np.float32))
-            embeddings = network(batch)
-            batch_labels = label_tensor[index]
-            loss = loss_fn(embeddings, batch_labels, miner(embeddings, batch_labels) if miner else None)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            epoch_losses.append(float(loss.detach()))
-        scheduler.step()
-        keeper.end_epoch(
-            epoch_losses, embed(network, validation_inputs[:, 0]), validation_labels,
-            embed(network, inputs[:, 0]), labels,
-        )  # fmt: skip
-    keeper.restore()
-    return keeper.history

@@ -135,8 +135,11 @@ class Encoder:
 
     def spec(self, name: str) -> ModelSpec:
         """A served model's spec, ensembles included ("" for the default)."""
-        ensemble = self.ensembles.get(name or self.settings.default_model)
+        ensemble = self._ensemble(name)
         return ensemble if ensemble is not None else self.model(name).spec
+
+    def _ensemble(self, name: str) -> ModelSpec | None:
+        return self.ensembles.get(name or self.settings.default_model)
 
     def model(self, name: str) -> LoadedModel:
         loaded = self.models.get(validate_name("model", name) if name else self.settings.default_model)
@@ -160,7 +163,7 @@ class Encoder:
                 f"{len(images)} images in one request, over the limit of "
                 f"{self.settings.max_images_per_request}"
             )
-        ensemble = self.ensembles.get(model_name or self.settings.default_model)
+        ensemble = self._ensemble(model_name)
         if ensemble is not None:
             return ensemble, self._encode_ensemble(ensemble, images, regions)
         loaded = self.model(model_name)

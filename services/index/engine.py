@@ -157,7 +157,7 @@ class IndexEngine:
         """The store's spec of the collection now (another replica may have changed it)."""
         validate_name("collection", collection)  # a bad name never reaches the store
         self._lsh.forget(collection)
-        spec = self._vectors.collections().get(collection)
+        spec = self._vectors.collection_spec(collection)
         if spec is None:
             self._specs.pop(collection, None)
         else:

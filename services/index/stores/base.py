@@ -52,6 +52,10 @@ class VectorStore(Protocol):
         """Existing collections and what they were created with."""
         ...
 
+    def collection_spec(self, name: str) -> CollectionSpec | None:
+        """One collection's spec, None if it does not exist (one lookup, not a listing)."""
+        ...
+
     def create_collection(self, name: str, spec: CollectionSpec) -> None: ...
 
     def drop_collection(self, name: str) -> bool:

@@ -107,10 +107,11 @@ class QdrantEdgeStore:
                 ef_construct=spec.hnsw_ef_construct or self._hnsw.ef_construct,
                 full_scan_threshold=self._hnsw.full_scan_threshold,
             )
-        quantization = None
-        if spec.quantization == INT8:
-            int8 = qe.ScalarQuantizationConfig(type=qe.ScalarType.Int8, quantile=0.99, always_ram=True)
-            quantization = int8
+        quantization = (
+            qe.ScalarQuantizationConfig(type=qe.ScalarType.Int8, quantile=0.99, always_ram=True)
+            if spec.quantization == INT8
+            else None
+        )
         return qe.EdgeConfig(
             vectors=qe.EdgeVectorParams(size=spec.dim, distance=qe.Distance.Cosine),
             hnsw_config=hnsw,
@@ -122,6 +123,9 @@ class QdrantEdgeStore:
 
     def collections(self) -> dict[str, CollectionSpec]:
         return dict(self._specs)
+
+    def collection_spec(self, name: str) -> CollectionSpec | None:
+        return self._specs.get(name)
 
     def create_collection(self, name: str, spec: CollectionSpec) -> None:
         with self._lock:

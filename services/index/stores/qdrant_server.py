@@ -151,17 +151,15 @@ class QdrantServerStore:
     def collections(self) -> dict[str, CollectionSpec]:
         specs = {}
         for c in self._client.get_collections().collections:
-            config = self._client.get_collection(c.name).config
-            if isinstance(config.params.vectors, models.VectorParams):
-                recorded = config.metadata or {}
-                specs[c.name] = CollectionSpec(
-                    config.params.vectors.size,
-                    str(recorded.get(MODEL_KEY, "")),
-                    int(recorded.get("hnsw_m", 0)),
-                    int(recorded.get("hnsw_ef_construct", 0)),
-                    str(recorded.get("quantization", "")),
-                )
+            spec = _spec_of(self._client.get_collection(c.name).config)
+            if spec is not None:
+                specs[c.name] = spec
         return specs
+
+    def collection_spec(self, name: str) -> CollectionSpec | None:
+        if not self._client.collection_exists(name):
+            return None
+        return _spec_of(self._client.get_collection(name).config)
 
     def create_collection(self, name: str, spec: CollectionSpec) -> None:
         if self._client.collection_exists(name):
@@ -280,3 +278,17 @@ class QdrantServerStore:
 
     def close(self) -> None:
         self._client.close()
+
+
+def _spec_of(config: models.CollectionConfig) -> CollectionSpec | None:
+    """What the index recorded of a collection; None for one of named vectors (not ours)."""
+    if not isinstance(config.params.vectors, models.VectorParams):
+        return None
+    recorded = config.metadata or {}
+    return CollectionSpec(
+        config.params.vectors.size,
+        str(recorded.get(MODEL_KEY, "")),
+        int(recorded.get("hnsw_m", 0)),
+        int(recorded.get("hnsw_ef_construct", 0)),
+        str(recorded.get("quantization", "")),
+    )

@@ -107,11 +107,6 @@ class FencedOut(Exception):
     """A write under a lease that has since passed to another replica (a larger token)."""
 
 
-class _StaleConfig(Exception):
-    """The collection's config moved since it was cached (another replica fixed the centre, or
-    dropped and created the collection again)."""
-
-
 @dataclass
 class _Collection:
     params: LshParams
@@ -475,9 +470,10 @@ class RedisLshStore:
         prefix = self._key(collection, shard, "b")
         return [f"{prefix}:{table}:{bucket}" for table, row in enumerate(probed) for bucket in row]
 
-    def _candidates(self, collection: str, margins: np.ndarray, signature: np.ndarray) -> list[str]:
+    def _candidates(self, collection: str, margins: np.ndarray, signature: np.ndarray) -> list[str] | None:
         """The ids in the query's probed buckets of every shard (all ids while uncentred).
-        The config's version is read in the same round trip: _StaleConfig if it moved."""
+        The config's version is read in the same round trip: None (and the cache dropped) if
+        it moved since `margins` were computed."""
         state = self._state(collection)
         pipe = self._redis.pipeline(transaction=False)
         pipe.hget(self._config_key(collection), "version")
@@ -494,7 +490,7 @@ class RedisLshStore:
         version, *found = pipe.execute()
         if _text(version or b"") != state.version:
             self.forget(collection)
-            raise _StaleConfig(collection)
+            return None
         return [_text(c) for ids in found for c in ids]
 
     def search(
@@ -505,26 +501,16 @@ class RedisLshStore:
         metadata_filter: MetadataFilter | None,
     ) -> LshResult:
         """Best `top_k` among the query's buckets (signature-ranked, then re-scored)."""
-        try:
-            return self._search(collection, vector, top_k, metadata_filter)
-        except _StaleConfig:  # another replica moved the config: once more with the new one
-            pass
-        try:
-            return self._search(collection, vector, top_k, metadata_filter)
-        except _StaleConfig:
-            raise Unavailable(f"the LSH config of {collection!r} is changing; retry") from None
-
-    def _search(
-        self,
-        collection: str,
-        vector: np.ndarray,
-        top_k: int,
-        metadata_filter: MetadataFilter | None,
-    ) -> LshResult:
-        state = self._state(collection)
-        margins = self._margins(collection, vector[None, :])  # once: buckets, probes, ranking
-        signature = _pack_sides(margins)[0]
-        candidates = self._candidates(collection, margins[0], signature)
+        for _ in range(2):  # another replica may move the config: once more with the new one
+            state = self._state(collection)
+            margins = self._margins(collection, vector[None, :])  # once: buckets, probes, ranking
+            signature = _pack_sides(margins)[0]
+            found = self._candidates(collection, margins[0], signature)
+            if found is not None:
+                break
+        else:
+            raise Unavailable(f"the LSH config of {collection!r} is changing; retry")
+        candidates = found
         metadata: dict[str, dict[str, Any]] | None = None  # read up front only to filter
         if metadata_filter:  # filter first, so the shortlist holds only points that may be returned
             metadata = self._metadata(collection, candidates)
