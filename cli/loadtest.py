@@ -5,9 +5,12 @@ Open loop (`--rate R`): requests start on a fixed schedule of R per second whate
 latency, and latency counts from the scheduled start (no coordinated omission).
 Stops after `--duration` seconds or `--count` requests. With `--metrics URL,...` it reads the
 services' Prometheus endpoints before and after and prints the mean time per stage.
+With `--http URL` the same queries then go to the HTTP/JSON front in the same way, and the two
+paths are printed side by side with their ratio.
 """
 
 import argparse
+import base64
 import random
 import threading
 import time
@@ -21,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import httpx
 import numpy as np
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -55,6 +59,13 @@ def add_loadtest_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--metrics", default=DEFAULT_METRICS, help="comma-separated /metrics URLs ('' = none)"
     )
+    parser.add_argument(
+        "--http",
+        default=None,
+        metavar="URL",
+        help="then the same load over the HTTP/JSON front at URL (e.g. http://127.0.0.1:8080), "
+        "printed beside the gRPC figures",
+    )
 
 
 @dataclass
@@ -73,6 +84,12 @@ class LoadResult:
         except grpc.RpcError as exc:
             with self._lock:
                 self.errors[exc.code().name] += 1
+        except httpx.HTTPStatusError as exc:
+            with self._lock:
+                self.errors[f"HTTP {exc.response.status_code}"] += 1
+        except httpx.TransportError as exc:
+            with self._lock:
+                self.errors[type(exc).__name__] += 1
 
     @property
     def qps(self) -> float:
@@ -83,6 +100,43 @@ class LoadResult:
 
 
 Query = dict[str, Any]  # keyword arguments of SearchClient.search
+
+
+class HttpSearcher:
+    """`search(**query)` as SearchClient has it, over the HTTP/JSON front (POST /v1/search)."""
+
+    def __init__(self, url: str, token: str | None = None, ca: Path | None = None) -> None:
+        headers = {"authorization": f"Bearer {token}"} if token else {}
+        verify: Any = str(ca) if ca else True
+        limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
+        self._http = httpx.Client(base_url=url, headers=headers, verify=verify, timeout=60, limits=limits)
+
+    def search(
+        self,
+        image: bytes | None = None,
+        like: list[str] | None = None,
+        strategy: str = "average_vector",
+        text: str = "",
+        top_k: int = 10,
+        index: str = "hnsw",
+        collection: str = "",
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {"topK": top_k, "index": f"INDEX_KIND_{index.upper()}"}
+        if image is not None:
+            body["image"] = base64.b64encode(image).decode()
+        if like:
+            body["positiveIds"] = like
+            body["strategy"] = f"EXAMPLE_STRATEGY_{strategy.upper()}"
+        if text:
+            body["text"] = text
+        path = f"/v1/collections/{collection}:search" if collection else "/v1/search"
+        response = self._http.post(path, json=body)
+        response.raise_for_status()
+        found: dict[str, Any] = response.json()
+        return found
+
+    def close(self) -> None:
+        self._http.close()
 
 
 def load_queries(folder: Path | None, kind: str = "image", limit: int = 200) -> list[Query]:
@@ -104,8 +158,11 @@ def load_queries(folder: Path | None, kind: str = "image", limit: int = 200) -> 
     return [{"like": [image_id], "strategy": strategy} for image_id, _, _ in found[:limit]]
 
 
+Searcher = SearchClient | HttpSearcher
+
+
 def closed_loop(
-    client: SearchClient,
+    client: Searcher,
     queries: list[Query],
     concurrency: int,
     duration: float,
@@ -139,7 +196,7 @@ def closed_loop(
 
 
 def open_loop(
-    client: SearchClient, queries: list[Query], rate: float, duration: float, count: int | None, **kw: Any
+    client: Searcher, queries: list[Query], rate: float, duration: float, count: int | None, **kw: Any
 ) -> LoadResult:
     result = LoadResult()
     total = count or int(rate * duration)
@@ -186,21 +243,26 @@ def print_result(label: str, result: LoadResult) -> None:
     )
 
 
+def run_load(client: Searcher, queries: list[Query], args: argparse.Namespace, label: str) -> LoadResult:
+    options: dict[str, Any] = {"top_k": args.top_k, "index": args.index, "collection": args.collection}
+    for query in queries[: args.warmup]:
+        client.search(**query, **options)
+    if args.rate:
+        result = open_loop(client, queries, args.rate, args.duration, args.count, **options)
+        print_result(f"{label} open loop at {args.rate:g}/s", result)
+    else:
+        result = closed_loop(client, queries, args.concurrency, args.duration, args.count, **options)
+        print_result(f"{label} closed loop, {args.concurrency} clients", result)
+    return result
+
+
 def run_loadtest(args: argparse.Namespace) -> LoadResult:
     security = ClientSecurity.from_environment(args.tls_ca, args.token)
     client = SearchClient(gateway_address(args.gateway), security=security)
     queries = load_queries(args.images, args.query)
-    options: dict[str, Any] = {"top_k": args.top_k, "index": args.index, "collection": args.collection}
-    for query in queries[: args.warmup]:
-        client.search(**query, **options)
     urls = [u for u in args.metrics.split(",") if u]
     before = scrape_stages(urls) if urls else {}
-    if args.rate:
-        result = open_loop(client, queries, args.rate, args.duration, args.count, **options)
-        print_result(f"open loop at {args.rate:g}/s", result)
-    else:
-        result = closed_loop(client, queries, args.concurrency, args.duration, args.count, **options)
-        print_result(f"closed loop, {args.concurrency} clients", result)
+    result = run_load(client, queries, args, "gRPC")
     if urls:
         after = scrape_stages(urls)
         print("per-stage mean ms per call (from the services' /metrics):")
@@ -210,4 +272,13 @@ def run_loadtest(args: argparse.Namespace) -> LoadResult:
             if n:
                 print(f"  {key[0]:8s} {key[1]:14s} {1000 * total / n:8.2f} ms  x{int(n)}")
     client.close()
+    if args.http:
+        http = HttpSearcher(args.http, security.token, security.tls_ca)
+        over_http = run_load(http, queries, args, "HTTP")
+        http.close()
+        print(
+            f"HTTP / gRPC: p50 {over_http.percentile(50) / result.percentile(50):.2f}x, "
+            f"p99 {over_http.percentile(99) / result.percentile(99):.2f}x, "
+            f"QPS {over_http.qps / result.qps if result.qps else float('nan'):.2f}x"
+        )
     return result

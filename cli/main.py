@@ -66,10 +66,13 @@ def cmd_serve(args: argparse.Namespace) -> None:
         "auth_file": args.auth_file,
         "insecure": args.insecure or None,
         "reflection": False if args.no_reflection else None,
+        "http_listen": None if args.http.lower() == "off" else args.http,
     }
     suite = start_suite(args.data_dir, args.listen, read_config_file(args.config), gateway_flags=security)
+    http = f", HTTP API and search page at {suite.gateway.http_url}/" if suite.gateway.http_url else ""
+    metrics = ", ".join(suite.metrics_urls())
     run_until_signal(
-        f"imsearch suite ready: gateway on {suite.address}, metrics at {', '.join(suite.metrics_urls())}",
+        f"imsearch suite ready: gateway on {suite.address}{http}, metrics at {metrics}",
         suite.stop,
     )
 
@@ -342,6 +345,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--insecure", action="store_true", help="serve off loopback without TLS and credentials"
     )
     serve.add_argument("--no-reflection", action="store_true", help="turn gRPC server reflection off")
+    serve.add_argument(
+        "--http",
+        default="127.0.0.1:8080",
+        metavar="HOST:PORT",
+        help="HTTP/JSON API and search page (default 127.0.0.1:8080; off: none)",
+    )
     serve.set_defaults(func=cmd_serve)
 
     def client_parser(name: str, help_text: str) -> argparse.ArgumentParser:

@@ -9,7 +9,7 @@ SIGINT/SIGTERM.
 import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Generic, Protocol, TypeVar, runtime_checkable
 
 import grpc
@@ -87,12 +87,22 @@ class ServiceApp(Generic[C]):
     metrics: ServiceMetrics
     metrics_port: int | None  # None: no /metrics endpoint
     health: HealthMonitor | None = None
+    http_url: str | None = None  # the HTTP front, where the service has one
+    # Run first on stop (a front that calls this server goes before it).
+    on_stop: list[Callable[[], None]] = field(default_factory=list)
+    stopped: bool = False
 
     @property
     def address(self) -> str:
         return self.server.address
 
     def stop(self, grace: float | None = 2.0) -> None:
+        """Stops the service; a second call does nothing."""
+        if self.stopped:
+            return
+        self.stopped = True
+        for stop in self.on_stop:
+            stop()
         if self.health is not None:
             self.health.stop()
         self.server.stop(grace)  # NOT_SERVING first, then in-flight calls get `grace` seconds
@@ -107,16 +117,25 @@ def start_service(
     settings: ServiceSettings,
     metrics: ServiceMetrics,
     method_roles: Mapping[str, Role] | None = None,
+    loopback_port: bool = False,
+    extra_admin_token: str | None = None,
 ) -> ServiceApp[C]:
     """Serves `core` on `settings.listen` (port 0: a free one) within its limits, and /metrics
     on `metrics_host`:`metrics_port` (0: a free port, -1: none); marks the service SERVING.
-    `method_roles` says which role each method needs (others: admin). If anything fails,
-    `core` is closed."""
+    `method_roles` says which role each method needs (others: admin). `loopback_port` and
+    `extra_admin_token` are for a front in the same process (ServiceSettings.server_security,
+    create_server). If anything fails, `core` is closed."""
     metrics_port, metrics_host = settings.metrics_port, settings.metrics_host
     try:
-        security = settings.server_security(method_roles or {})
+        security = settings.server_security(method_roles or {}, extra_admin_token)
         server = create_server(
-            register, service_names, settings.listen, metrics, settings.server_limits(), security
+            register,
+            service_names,
+            settings.listen,
+            metrics,
+            settings.server_limits(),
+            security,
+            loopback_port,
         )
     except BaseException:
         core.close()

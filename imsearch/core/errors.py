@@ -31,6 +31,17 @@ class ResourceExhausted(ImsearchError):
     code = grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
+class TooLarge(ResourceExhausted):
+    """An input over a size limit: RESOURCE_EXHAUSTED as gRPC has it, marked so that HTTP can
+    answer 413 (retrying will not help) rather than 429 (back off and retry)."""
+
+    def trailing_metadata(self) -> tuple[tuple[str, str], ...]:
+        return ((TOO_LARGE_TRAILER, "1"),)
+
+
+TOO_LARGE_TRAILER = "imsearch-too-large"
+
+
 class FailedPrecondition(ImsearchError):
     code = grpc.StatusCode.FAILED_PRECONDITION
 

@@ -136,6 +136,13 @@ class ServiceInterceptor(grpc.ServerInterceptor):
                 if code is None or code == grpc.StatusCode.OK:
                     raise
                 detail = exc.details() if hasattr(exc, "details") else str(exc)
+                # Our own machine-readable trailers (imsearch-*) travel on with the status.
+                trailers = exc.trailing_metadata() if hasattr(exc, "trailing_metadata") else None
+                ours = tuple(
+                    (item.key, item.value) for item in trailers or () if item.key.startswith("imsearch-")
+                )
+                if ours:
+                    context.set_trailing_metadata(ours)
                 context.abort(code, f"downstream: {detail}")
             except Exception:
                 aborted = context.code()  # type: ignore[attr-defined]
@@ -191,6 +198,9 @@ class RunningServer:
     host: str
     port: int
     health: health.HealthServicer
+    # A plaintext 127.0.0.1 port beside the public one, for a front in the same process (the
+    # gateway's HTTP front); its calls pass the same interceptor, credentials included.
+    loopback_port: int | None = None
 
     @property
     def address(self) -> str:
@@ -215,8 +225,10 @@ def create_server(
     metrics: ServiceMetrics,
     limits: ServerLimits = ServerLimits(),
     security: ServerSecurity = ServerSecurity(),
+    loopback_port: bool = False,
 ) -> RunningServer:
-    """Builds and starts a server; `address` with port 0 binds a free port."""
+    """Builds and starts a server; `address` with port 0 binds a free port. `loopback_port`
+    binds a plaintext 127.0.0.1 port too (RunningServer.loopback_port)."""
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=limits.threads),
         interceptors=[ServiceInterceptor(metrics, limits, security.authorizer)],
@@ -238,7 +250,10 @@ def create_server(
         port = server.add_insecure_port(address)
     if port == 0:
         raise RuntimeError(f"could not bind {address}")
-    running = RunningServer(server, address.rpartition(":")[0], port, health_servicer)
+    local_port = server.add_insecure_port("127.0.0.1:0") if loopback_port else None
+    if local_port == 0:
+        raise RuntimeError("could not bind a loopback port")
+    running = RunningServer(server, address.rpartition(":")[0], port, health_servicer, local_port)
     running.set_serving(False)
     server.start()
     return running

@@ -54,9 +54,16 @@ class ServiceSettings(BaseSettings):
     def server_limits(self) -> ServerLimits:
         return ServerLimits(self.max_concurrent_rpcs, self.max_concurrent_streams, self.stream_idle_timeout_s)
 
-    def server_security(self, method_roles: Mapping[str, Role]) -> ServerSecurity:
+    def public_addresses(self) -> list[str]:
+        """Every address this service listens on for callers (the off-loopback rule covers each)."""
+        return [self.listen]
+
+    def server_security(
+        self, method_roles: Mapping[str, Role], extra_admin_token: str | None = None
+    ) -> ServerSecurity:
         """TLS and authorisation from these settings; raises InsecureBindRefused off loopback
-        without them (unless `insecure`)."""
+        without them (unless `insecure`). `extra_admin_token` is one more admin credential
+        (the gateway's HTTP front speaks for its certificate-verified callers with it)."""
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ValueError("tls_cert and tls_key go together")
         if self.tls_client_ca is not None and self.tls_cert is None:
@@ -66,11 +73,14 @@ class ServiceSettings(BaseSettings):
             credentials = (credentials or Credentials({})).with_token(
                 self.internal_token.get_secret_value(), Role.ADMIN
             )
+        if extra_admin_token is not None:
+            credentials = (credentials or Credentials({})).with_token(extra_admin_token, Role.ADMIN)
         mtls = self.tls_client_ca is not None
         unprotected = self.tls_cert is None or (credentials is None and not mtls)
-        if unprotected and not self.insecure and not is_loopback(self.listen):
+        exposed = [a for a in self.public_addresses() if not is_loopback(a)]
+        if unprotected and not self.insecure and exposed:
             raise InsecureBindRefused(
-                f"refusing to serve {self.listen} (not loopback) without TLS and credentials: "
+                f"refusing to serve {exposed[0]} (not loopback) without TLS and credentials: "
                 "give --tls-cert FILE --tls-key FILE and --auth-file FILE (or --tls-client-ca FILE "
                 "for mutual TLS), or --insecure to serve anyway"
             )

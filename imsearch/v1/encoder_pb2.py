@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19imsearch/v1/encoder.proto\x12\x0bimsearch.v1\"`\n\rEncodeRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0e\n\x06images\x18\x02 \x03(\x0c\x12!\n\x07regions\x18\x03 \x03(\x0b\x32\x10.imsearch.v1.Box\x12\r\n\x05texts\x18\x04 \x03(\t\":\n\x03\x42ox\x12\t\n\x01x\x18\x01 \x01(\x02\x12\t\n\x01y\x18\x02 \x01(\x02\x12\r\n\x05width\x18\x03 \x01(\x02\x12\x0e\n\x06height\x18\x04 \x01(\x02\"\x1f\n\tEmbedding\x12\x12\n\x06values\x18\x01 \x03(\x02\x42\x02\x10\x01\"X\n\x0e\x45ncodeResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0b\n\x03\x64im\x18\x02 \x01(\r\x12*\n\nembeddings\x18\x03 \x03(\x0b\x32\x16.imsearch.v1.Embedding\"\x13\n\x11ListModelsRequest\"t\n\rPreprocessing\x12\x0e\n\x06resize\x18\x01 \x01(\r\x12\x11\n\tcrop_size\x18\x02 \x01(\r\x12\x0c\n\x04mean\x18\x03 \x03(\x02\x12\x0b\n\x03std\x18\x04 \x03(\x02\x12\x0e\n\x06layout\x18\x05 \x01(\t\x12\x15\n\rinterpolation\x18\x06 \x01(\t\"\xb5\x01\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0b\n\x03\x64im\x18\x02 \x01(\r\x12\x31\n\rpreprocessing\x18\x03 \x01(\x0b\x32\x1a.imsearch.v1.Preprocessing\x12\x0f\n\x07\x62\x61\x63kend\x18\x04 \x01(\t\x12\x12\n\nis_default\x18\x05 \x01(\x08\x12\x0f\n\x07weights\x18\x06 \x01(\t\x12\x10\n\x08modality\x18\x07 \x01(\t\x12\x12\n\npairs_with\x18\x08 \x01(\t\"<\n\x12ListModelsResponse\x12&\n\x06models\x18\x01 \x03(\x0b\x32\x16.imsearch.v1.ModelInfo2\xa2\x01\n\x0e\x45ncoderService\x12\x41\n\x06\x45ncode\x12\x1a.imsearch.v1.EncodeRequest\x1a\x1b.imsearch.v1.EncodeResponse\x12M\n\nListModels\x12\x1e.imsearch.v1.ListModelsRequest\x1a\x1f.imsearch.v1.ListModelsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19imsearch/v1/encoder.proto\x12\x0bimsearch.v1\"x\n\rEncodeRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0e\n\x06images\x18\x02 \x03(\x0c\x12!\n\x07regions\x18\x03 \x03(\x0b\x32\x10.imsearch.v1.Box\x12\r\n\x05texts\x18\x04 \x03(\t\x12\x16\n\x0ethumbnail_size\x18\x05 \x01(\r\":\n\x03\x42ox\x12\t\n\x01x\x18\x01 \x01(\x02\x12\t\n\x01y\x18\x02 \x01(\x02\x12\r\n\x05width\x18\x03 \x01(\x02\x12\x0e\n\x06height\x18\x04 \x01(\x02\"\x1f\n\tEmbedding\x12\x12\n\x06values\x18\x01 \x03(\x02\x42\x02\x10\x01\"l\n\x0e\x45ncodeResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0b\n\x03\x64im\x18\x02 \x01(\r\x12*\n\nembeddings\x18\x03 \x03(\x0b\x32\x16.imsearch.v1.Embedding\x12\x12\n\nthumbnails\x18\x04 \x03(\x0c\"\x13\n\x11ListModelsRequest\"t\n\rPreprocessing\x12\x0e\n\x06resize\x18\x01 \x01(\r\x12\x11\n\tcrop_size\x18\x02 \x01(\r\x12\x0c\n\x04mean\x18\x03 \x03(\x02\x12\x0b\n\x03std\x18\x04 \x03(\x02\x12\x0e\n\x06layout\x18\x05 \x01(\t\x12\x15\n\rinterpolation\x18\x06 \x01(\t\"\xb5\x01\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0b\n\x03\x64im\x18\x02 \x01(\r\x12\x31\n\rpreprocessing\x18\x03 \x01(\x0b\x32\x1a.imsearch.v1.Preprocessing\x12\x0f\n\x07\x62\x61\x63kend\x18\x04 \x01(\t\x12\x12\n\nis_default\x18\x05 \x01(\x08\x12\x0f\n\x07weights\x18\x06 \x01(\t\x12\x10\n\x08modality\x18\x07 \x01(\t\x12\x12\n\npairs_with\x18\x08 \x01(\t\"<\n\x12ListModelsResponse\x12&\n\x06models\x18\x01 \x03(\x0b\x32\x16.imsearch.v1.ModelInfo2\xa2\x01\n\x0e\x45ncoderService\x12\x41\n\x06\x45ncode\x12\x1a.imsearch.v1.EncodeRequest\x1a\x1b.imsearch.v1.EncodeResponse\x12M\n\nListModels\x12\x1e.imsearch.v1.ListModelsRequest\x1a\x1f.imsearch.v1.ListModelsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,21 +34,21 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_EMBEDDING'].fields_by_name['values']._loaded_options = None
   _globals['_EMBEDDING'].fields_by_name['values']._serialized_options = b'\020\001'
   _globals['_ENCODEREQUEST']._serialized_start=42
-  _globals['_ENCODEREQUEST']._serialized_end=138
-  _globals['_BOX']._serialized_start=140
-  _globals['_BOX']._serialized_end=198
-  _globals['_EMBEDDING']._serialized_start=200
-  _globals['_EMBEDDING']._serialized_end=231
-  _globals['_ENCODERESPONSE']._serialized_start=233
-  _globals['_ENCODERESPONSE']._serialized_end=321
-  _globals['_LISTMODELSREQUEST']._serialized_start=323
-  _globals['_LISTMODELSREQUEST']._serialized_end=342
-  _globals['_PREPROCESSING']._serialized_start=344
-  _globals['_PREPROCESSING']._serialized_end=460
-  _globals['_MODELINFO']._serialized_start=463
-  _globals['_MODELINFO']._serialized_end=644
-  _globals['_LISTMODELSRESPONSE']._serialized_start=646
-  _globals['_LISTMODELSRESPONSE']._serialized_end=706
-  _globals['_ENCODERSERVICE']._serialized_start=709
-  _globals['_ENCODERSERVICE']._serialized_end=871
+  _globals['_ENCODEREQUEST']._serialized_end=162
+  _globals['_BOX']._serialized_start=164
+  _globals['_BOX']._serialized_end=222
+  _globals['_EMBEDDING']._serialized_start=224
+  _globals['_EMBEDDING']._serialized_end=255
+  _globals['_ENCODERESPONSE']._serialized_start=257
+  _globals['_ENCODERESPONSE']._serialized_end=365
+  _globals['_LISTMODELSREQUEST']._serialized_start=367
+  _globals['_LISTMODELSREQUEST']._serialized_end=386
+  _globals['_PREPROCESSING']._serialized_start=388
+  _globals['_PREPROCESSING']._serialized_end=504
+  _globals['_MODELINFO']._serialized_start=507
+  _globals['_MODELINFO']._serialized_end=688
+  _globals['_LISTMODELSRESPONSE']._serialized_start=690
+  _globals['_LISTMODELSRESPONSE']._serialized_end=750
+  _globals['_ENCODERSERVICE']._serialized_start=753
+  _globals['_ENCODERSERVICE']._serialized_end=915
 # @@protoc_insertion_point(module_scope)

@@ -26,8 +26,13 @@ class EncodeRequest(_message.Message):
     IMAGES_FIELD_NUMBER: _builtins.int
     REGIONS_FIELD_NUMBER: _builtins.int
     TEXTS_FIELD_NUMBER: _builtins.int
+    THUMBNAIL_SIZE_FIELD_NUMBER: _builtins.int
     model: _builtins.str
     """Model name as listed by ListModels; empty means the encoder's default model."""
+    thumbnail_size: _builtins.int
+    """Also return a JPEG thumbnail of each image (of its region, when one is given), its
+    longer side at most this many pixels (16..512); 0: none.
+    """
     @_builtins.property
     def images(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]:
         """Encoded image files (JPEG, PNG, WebP, ...), at most the server's batch limit."""
@@ -50,10 +55,11 @@ class EncodeRequest(_message.Message):
         images: _abc.Iterable[_builtins.bytes] | None = ...,
         regions: _abc.Iterable[Global___Box] | None = ...,
         texts: _abc.Iterable[_builtins.str] | None = ...,
+        thumbnail_size: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["images", b"images", "model", b"model", "regions", b"regions", "texts", b"texts"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["images", b"images", "model", b"model", "regions", b"regions", "texts", b"texts", "thumbnail_size", b"thumbnail_size"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -118,20 +124,26 @@ class EncodeResponse(_message.Message):
     MODEL_FIELD_NUMBER: _builtins.int
     DIM_FIELD_NUMBER: _builtins.int
     EMBEDDINGS_FIELD_NUMBER: _builtins.int
+    THUMBNAILS_FIELD_NUMBER: _builtins.int
     model: _builtins.str
     dim: _builtins.int
     @_builtins.property
     def embeddings(self) -> _containers.RepeatedCompositeFieldContainer[Global___Embedding]: ...
+    @_builtins.property
+    def thumbnails(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]:
+        """one per image, in order, when thumbnail_size was set"""
+
     def __init__(
         self,
         *,
         model: _builtins.str = ...,
         dim: _builtins.int = ...,
         embeddings: _abc.Iterable[Global___Embedding] | None = ...,
+        thumbnails: _abc.Iterable[_builtins.bytes] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["dim", b"dim", "embeddings", b"embeddings", "model", b"model"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dim", b"dim", "embeddings", b"embeddings", "model", b"model", "thumbnails", b"thumbnails"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

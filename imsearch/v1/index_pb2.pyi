@@ -100,8 +100,13 @@ class Point(_message.Message):
     ID_FIELD_NUMBER: _builtins.int
     VECTOR_FIELD_NUMBER: _builtins.int
     METADATA_FIELD_NUMBER: _builtins.int
+    THUMBNAIL_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Caller's id: 1..256 bytes of UTF-8."""
+    thumbnail: _builtins.bytes
+    """A small JPEG of the image (at most 64 KiB), kept beside the vector in Qdrant (not in the
+    LSH store) and returned with hits when asked.
+    """
     @_builtins.property
     def vector(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]: ...
     @_builtins.property
@@ -112,10 +117,11 @@ class Point(_message.Message):
         id: _builtins.str = ...,
         vector: _abc.Iterable[_builtins.float] | None = ...,
         metadata: _struct_pb2.Struct | None = ...,
+        thumbnail: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["metadata", b"metadata"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "metadata", b"metadata", "vector", b"vector"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "metadata", b"metadata", "thumbnail", b"thumbnail", "vector", b"vector"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -302,6 +308,7 @@ class SearchVectorRequest(_message.Message):
     MIN_SCORE_FIELD_NUMBER: _builtins.int
     WHERE_FIELD_NUMBER: _builtins.int
     EXPANSION_FIELD_NUMBER: _builtins.int
+    WITH_THUMBNAILS_FIELD_NUMBER: _builtins.int
     collection: _builtins.str
     top_k: _builtins.int
     index: Global___IndexKind.ValueType
@@ -314,6 +321,8 @@ class SearchVectorRequest(_message.Message):
     """Paging: skip this many of the best hits (offset + top_k at most 1000)."""
     min_score: _builtins.float
     """Leave out hits scoring below this (cosine, or the best-score strategy's score), -1..1."""
+    with_thumbnails: _builtins.bool
+    """return each hit's stored thumbnail"""
     @_builtins.property
     def vector(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]: ...
     @_builtins.property
@@ -360,10 +369,11 @@ class SearchVectorRequest(_message.Message):
         min_score: _builtins.float | None = ...,
         where: Global___Filter | None = ...,
         expansion: Global___QueryExpansion | None = ...,
+        with_thumbnails: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_min_score", b"_min_score", "expansion", b"expansion", "filter", b"filter", "min_score", b"min_score", "where", b"where"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_min_score", b"_min_score", "collection", b"collection", "expansion", b"expansion", "filter", b"filter", "index", b"index", "min_score", b"min_score", "model", b"model", "negative_ids", b"negative_ids", "negative_vectors", b"negative_vectors", "offset", b"offset", "positive_ids", b"positive_ids", "positive_vectors", b"positive_vectors", "strategy", b"strategy", "top_k", b"top_k", "vector", b"vector", "where", b"where", "with_vectors", b"with_vectors"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_min_score", b"_min_score", "collection", b"collection", "expansion", b"expansion", "filter", b"filter", "index", b"index", "min_score", b"min_score", "model", b"model", "negative_ids", b"negative_ids", "negative_vectors", b"negative_vectors", "offset", b"offset", "positive_ids", b"positive_ids", "positive_vectors", b"positive_vectors", "strategy", b"strategy", "top_k", b"top_k", "vector", b"vector", "where", b"where", "with_thumbnails", b"with_thumbnails", "with_vectors", b"with_vectors"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__min_score: _TypeAlias = _typing.Literal["min_score"]  # noqa: Y015
     _WhichOneofArgType__min_score: _TypeAlias = _typing.Literal["_min_score", b"_min_score"]  # noqa: Y015
@@ -545,8 +555,11 @@ class Hit(_message.Message):
     SCORE_FIELD_NUMBER: _builtins.int
     METADATA_FIELD_NUMBER: _builtins.int
     VECTOR_FIELD_NUMBER: _builtins.int
+    THUMBNAIL_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     score: _builtins.float
+    thumbnail: _builtins.bytes
+    """with_thumbnails only; empty when none was stored"""
     @_builtins.property
     def metadata(self) -> _struct_pb2.Struct: ...
     @_builtins.property
@@ -558,10 +571,11 @@ class Hit(_message.Message):
         score: _builtins.float = ...,
         metadata: _struct_pb2.Struct | None = ...,
         vector: _abc.Iterable[_builtins.float] | None = ...,
+        thumbnail: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["metadata", b"metadata"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "metadata", b"metadata", "score", b"score", "vector", b"vector"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "metadata", b"metadata", "score", b"score", "thumbnail", b"thumbnail", "vector", b"vector"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -22,12 +22,13 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from imsearch.v1 import encoder_pb2 as imsearch_dot_v1_dot_encoder__pb2
 from imsearch.v1 import index_pb2 as imsearch_dot_v1_dot_index__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18imsearch/v1/search.proto\x12\x0bimsearch.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x19imsearch/v1/encoder.proto\x1a\x17imsearch/v1/index.proto\"f\n\x17\x43reateCollectionRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12(\n\x06params\x18\x03 \x01(\x0b\x32\x18.imsearch.v1.IndexParams\"\xf0\x01\n\x0f\x41\x64\x64ImageRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05image\x18\x02 \x01(\x0c\x12)\n\x08metadata\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x12\n\ncollection\x18\x04 \x01(\t\x12\x32\n\x0con_duplicate\x18\x05 \x01(\x0e\x32\x1c.imsearch.v1.DuplicatePolicy\x12 \n\x13\x64uplicate_min_score\x18\x06 \x01(\x02H\x00\x88\x01\x01\x12\x15\n\rskip_existing\x18\x07 \x01(\x08\x42\x16\n\x14_duplicate_min_score\"C\n\tDuplicate\x12\n\n\x02id\x18\x01 \x01(\t\x12\n\n\x02of\x18\x02 \x01(\t\x12\r\n\x05score\x18\x03 \x01(\x02\x12\x0f\n\x07skipped\x18\x04 \x01(\x08\"J\n\x10\x41\x64\x64ImageResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12*\n\nduplicates\x18\x02 \x03(\x0b\x32\x16.imsearch.v1.Duplicate\"f\n\x11\x41\x64\x64ImagesResponse\x12\r\n\x05\x61\x64\x64\x65\x64\x18\x01 \x01(\r\x12*\n\nduplicates\x18\x02 \x03(\x0b\x32\x16.imsearch.v1.Duplicate\x12\x16\n\x0e\x61lready_stored\x18\x03 \x01(\r\"\xa8\x04\n\rSearchRequest\x12\r\n\x05image\x18\x01 \x01(\x0c\x12\r\n\x05top_k\x18\x02 \x01(\r\x12%\n\x05index\x18\x03 \x01(\x0e\x32\x16.imsearch.v1.IndexKind\x12\'\n\x06\x66ilter\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12#\n\x06rerank\x18\x05 \x01(\x0e\x32\x13.imsearch.v1.Rerank\x12\x12\n\ncollection\x18\x06 \x01(\t\x12\x14\n\x0cpositive_ids\x18\x07 \x03(\t\x12\x14\n\x0cnegative_ids\x18\x08 \x03(\t\x12\x17\n\x0fpositive_images\x18\t \x03(\x0c\x12\x17\n\x0fnegative_images\x18\n \x03(\x0c\x12.\n\x08strategy\x18\x0b \x01(\x0e\x32\x1c.imsearch.v1.ExampleStrategy\x12\x0e\n\x06offset\x18\x0c \x01(\r\x12\x16\n\tmin_score\x18\r \x01(\x02H\x00\x88\x01\x01\x12\x14\n\x0cwith_vectors\x18\x0e \x01(\x08\x12\x15\n\romit_metadata\x18\x0f \x01(\x08\x12\x1d\n\x03\x62ox\x18\x10 \x01(\x0b\x32\x10.imsearch.v1.Box\x12\"\n\x05where\x18\x11 \x01(\x0b\x32\x13.imsearch.v1.Filter\x12\x0c\n\x04text\x18\x12 \x01(\t\x12.\n\texpansion\x18\x13 \x01(\x0b\x32\x1b.imsearch.v1.QueryExpansionB\x0c\n\n_min_score\"A\n\x12SearchBatchRequest\x12+\n\x07queries\x18\x01 \x03(\x0b\x32\x1a.imsearch.v1.SearchRequest\"E\n\x13SearchBatchResponse\x12.\n\tresponses\x18\x01 \x03(\x0b\x32\x1b.imsearch.v1.SearchResponse\"h\n\x0cSearchResult\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\x12)\n\x08metadata\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x12\n\x06vector\x18\x04 \x03(\x02\x42\x02\x10\x01\"\xb3\x01\n\x0eSearchResponse\x12*\n\x07results\x18\x01 \x03(\x0b\x32\x19.imsearch.v1.SearchResult\x12\r\n\x05model\x18\x02 \x01(\t\x12%\n\x05index\x18\x03 \x01(\x0e\x32\x16.imsearch.v1.IndexKind\x12\x10\n\x08reranked\x18\x04 \x01(\x08\x12\x19\n\x11\x63\x61ndidates_scored\x18\x05 \x01(\x04\x12\x12\n\ncollection\x18\x06 \x01(\t\"6\n\x13\x44\x65leteImagesRequest\x12\x0b\n\x03ids\x18\x01 \x03(\t\x12\x12\n\ncollection\x18\x02 \x01(\t\"\'\n\x14\x44\x65leteImagesResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\r\"%\n\x0fGetStatsRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\"T\n\x05Stats\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0b\n\x03\x64im\x18\x02 \x01(\r\x12/\n\ncollection\x18\x03 \x01(\x0b\x32\x1b.imsearch.v1.CollectionInfo*e\n\x0f\x44uplicatePolicy\x12\x1a\n\x16\x44UPLICATE_POLICY_ALLOW\x10\x00\x12\x1b\n\x17\x44UPLICATE_POLICY_REPORT\x10\x01\x12\x19\n\x15\x44UPLICATE_POLICY_SKIP\x10\x02*;\n\x06Rerank\x12\x12\n\x0eRERANK_DEFAULT\x10\x00\x12\r\n\tRERANK_ON\x10\x01\x12\x0e\n\nRERANK_OFF\x10\x02\x32\xda\x07\n\rSearchService\x12U\n\x10\x43reateCollection\x12$.imsearch.v1.CreateCollectionRequest\x1a\x1b.imsearch.v1.CollectionInfo\x12\\\n\x0fListCollections\x12#.imsearch.v1.ListCollectionsRequest\x1a$.imsearch.v1.ListCollectionsResponse\x12X\n\x12\x44\x65scribeCollection\x12%.imsearch.v1.GetCollectionInfoRequest\x1a\x1b.imsearch.v1.CollectionInfo\x12Y\n\x0e\x44ropCollection\x12\".imsearch.v1.DropCollectionRequest\x1a#.imsearch.v1.DropCollectionResponse\x12G\n\x08\x41\x64\x64Image\x12\x1c.imsearch.v1.AddImageRequest\x1a\x1d.imsearch.v1.AddImageResponse\x12K\n\tAddImages\x12\x1c.imsearch.v1.AddImageRequest\x1a\x1e.imsearch.v1.AddImagesResponse(\x01\x12\x41\n\x06Search\x12\x1a.imsearch.v1.SearchRequest\x1a\x1b.imsearch.v1.SearchResponse\x12P\n\x0bSearchBatch\x12\x1f.imsearch.v1.SearchBatchRequest\x1a .imsearch.v1.SearchBatchResponse\x12Y\n\x0e\x46indDuplicates\x12\".imsearch.v1.FindDuplicatesRequest\x1a#.imsearch.v1.FindDuplicatesResponse\x12S\n\x0c\x44\x65leteImages\x12 .imsearch.v1.DeleteImagesRequest\x1a!.imsearch.v1.DeleteImagesResponse\x12<\n\x08GetStats\x12\x1c.imsearch.v1.GetStatsRequest\x1a\x12.imsearch.v1.Stats\x12\x46\n\x0bVerifyIndex\x12\x1a.imsearch.v1.VerifyRequest\x1a\x1b.imsearch.v1.VerifyResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18imsearch/v1/search.proto\x12\x0bimsearch.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x19imsearch/v1/encoder.proto\x1a\x17imsearch/v1/index.proto\"f\n\x17\x43reateCollectionRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12(\n\x06params\x18\x03 \x01(\x0b\x32\x18.imsearch.v1.IndexParams\"\xf0\x01\n\x0f\x41\x64\x64ImageRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05image\x18\x02 \x01(\x0c\x12)\n\x08metadata\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x12\n\ncollection\x18\x04 \x01(\t\x12\x32\n\x0con_duplicate\x18\x05 \x01(\x0e\x32\x1c.imsearch.v1.DuplicatePolicy\x12 \n\x13\x64uplicate_min_score\x18\x06 \x01(\x02H\x00\x88\x01\x01\x12\x15\n\rskip_existing\x18\x07 \x01(\x08\x42\x16\n\x14_duplicate_min_score\"C\n\tDuplicate\x12\n\n\x02id\x18\x01 \x01(\t\x12\n\n\x02of\x18\x02 \x01(\t\x12\r\n\x05score\x18\x03 \x01(\x02\x12\x0f\n\x07skipped\x18\x04 \x01(\x08\"J\n\x10\x41\x64\x64ImageResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12*\n\nduplicates\x18\x02 \x03(\x0b\x32\x16.imsearch.v1.Duplicate\"f\n\x11\x41\x64\x64ImagesResponse\x12\r\n\x05\x61\x64\x64\x65\x64\x18\x01 \x01(\r\x12*\n\nduplicates\x18\x02 \x03(\x0b\x32\x16.imsearch.v1.Duplicate\x12\x16\n\x0e\x61lready_stored\x18\x03 \x01(\r\"\xc1\x04\n\rSearchRequest\x12\r\n\x05image\x18\x01 \x01(\x0c\x12\r\n\x05top_k\x18\x02 \x01(\r\x12%\n\x05index\x18\x03 \x01(\x0e\x32\x16.imsearch.v1.IndexKind\x12\'\n\x06\x66ilter\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12#\n\x06rerank\x18\x05 \x01(\x0e\x32\x13.imsearch.v1.Rerank\x12\x12\n\ncollection\x18\x06 \x01(\t\x12\x14\n\x0cpositive_ids\x18\x07 \x03(\t\x12\x14\n\x0cnegative_ids\x18\x08 \x03(\t\x12\x17\n\x0fpositive_images\x18\t \x03(\x0c\x12\x17\n\x0fnegative_images\x18\n \x03(\x0c\x12.\n\x08strategy\x18\x0b \x01(\x0e\x32\x1c.imsearch.v1.ExampleStrategy\x12\x0e\n\x06offset\x18\x0c \x01(\r\x12\x16\n\tmin_score\x18\r \x01(\x02H\x00\x88\x01\x01\x12\x14\n\x0cwith_vectors\x18\x0e \x01(\x08\x12\x15\n\romit_metadata\x18\x0f \x01(\x08\x12\x1d\n\x03\x62ox\x18\x10 \x01(\x0b\x32\x10.imsearch.v1.Box\x12\"\n\x05where\x18\x11 \x01(\x0b\x32\x13.imsearch.v1.Filter\x12\x0c\n\x04text\x18\x12 \x01(\t\x12.\n\texpansion\x18\x13 \x01(\x0b\x32\x1b.imsearch.v1.QueryExpansion\x12\x17\n\x0fwith_thumbnails\x18\x14 \x01(\x08\x42\x0c\n\n_min_score\"A\n\x12SearchBatchRequest\x12+\n\x07queries\x18\x01 \x03(\x0b\x32\x1a.imsearch.v1.SearchRequest\"E\n\x13SearchBatchResponse\x12.\n\tresponses\x18\x01 \x03(\x0b\x32\x1b.imsearch.v1.SearchResponse\"{\n\x0cSearchResult\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\x12)\n\x08metadata\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x12\n\x06vector\x18\x04 \x03(\x02\x42\x02\x10\x01\x12\x11\n\tthumbnail\x18\x05 \x01(\x0c\"\xb3\x01\n\x0eSearchResponse\x12*\n\x07results\x18\x01 \x03(\x0b\x32\x19.imsearch.v1.SearchResult\x12\r\n\x05model\x18\x02 \x01(\t\x12%\n\x05index\x18\x03 \x01(\x0e\x32\x16.imsearch.v1.IndexKind\x12\x10\n\x08reranked\x18\x04 \x01(\x08\x12\x19\n\x11\x63\x61ndidates_scored\x18\x05 \x01(\x04\x12\x12\n\ncollection\x18\x06 \x01(\t\"6\n\x13\x44\x65leteImagesRequest\x12\x0b\n\x03ids\x18\x01 \x03(\t\x12\x12\n\ncollection\x18\x02 \x01(\t\"\'\n\x14\x44\x65leteImagesResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\r\"%\n\x0fGetStatsRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\"T\n\x05Stats\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0b\n\x03\x64im\x18\x02 \x01(\r\x12/\n\ncollection\x18\x03 \x01(\x0b\x32\x1b.imsearch.v1.CollectionInfo*e\n\x0f\x44uplicatePolicy\x12\x1a\n\x16\x44UPLICATE_POLICY_ALLOW\x10\x00\x12\x1b\n\x17\x44UPLICATE_POLICY_REPORT\x10\x01\x12\x19\n\x15\x44UPLICATE_POLICY_SKIP\x10\x02*;\n\x06Rerank\x12\x12\n\x0eRERANK_DEFAULT\x10\x00\x12\r\n\tRERANK_ON\x10\x01\x12\x0e\n\nRERANK_OFF\x10\x02\x32\xe5\x0c\n\rSearchService\x12q\n\x10\x43reateCollection\x12$.imsearch.v1.CreateCollectionRequest\x1a\x1b.imsearch.v1.CollectionInfo\"\x1a\x82\xd3\xe4\x93\x02\x14\"\x0f/v1/collections:\x01*\x12u\n\x0fListCollections\x12#.imsearch.v1.ListCollectionsRequest\x1a$.imsearch.v1.ListCollectionsResponse\"\x17\x82\xd3\xe4\x93\x02\x11\x12\x0f/v1/collections\x12~\n\x12\x44\x65scribeCollection\x12%.imsearch.v1.GetCollectionInfoRequest\x1a\x1b.imsearch.v1.CollectionInfo\"$\x82\xd3\xe4\x93\x02\x1e\x12\x1c/v1/collections/{collection}\x12\x7f\n\x0e\x44ropCollection\x12\".imsearch.v1.DropCollectionRequest\x1a#.imsearch.v1.DropCollectionResponse\"$\x82\xd3\xe4\x93\x02\x1e*\x1c/v1/collections/{collection}\x12\x88\x01\n\x08\x41\x64\x64Image\x12\x1c.imsearch.v1.AddImageRequest\x1a\x1d.imsearch.v1.AddImageResponse\"?\x82\xd3\xe4\x93\x02\x39\"#/v1/collections/{collection}/images:\x01*Z\x0f\"\n/v1/images:\x01*\x12\x9a\x01\n\tAddImages\x12\x1c.imsearch.v1.AddImageRequest\x1a\x1e.imsearch.v1.AddImagesResponse\"M\x82\xd3\xe4\x93\x02G\"*/v1/collections/{collection}/images:stream:\x01*Z\x16\"\x11/v1/images:stream:\x01*(\x01\x12\x82\x01\n\x06Search\x12\x1a.imsearch.v1.SearchRequest\x1a\x1b.imsearch.v1.SearchResponse\"?\x82\xd3\xe4\x93\x02\x39\"#/v1/collections/{collection}:search:\x01*Z\x0f\"\n/v1/search:\x01*\x12m\n\x0bSearchBatch\x12\x1f.imsearch.v1.SearchBatchRequest\x1a .imsearch.v1.SearchBatchResponse\"\x1b\x82\xd3\xe4\x93\x02\x15\"\x10/v1/search:batch:\x01*\x12\xa6\x01\n\x0e\x46indDuplicates\x12\".imsearch.v1.FindDuplicatesRequest\x1a#.imsearch.v1.FindDuplicatesResponse\"K\x82\xd3\xe4\x93\x02\x45\"+/v1/collections/{collection}:findDuplicates:\x01*Z\x13\"\x0e/v1/duplicates:\x01*\x12\xa2\x01\n\x0c\x44\x65leteImages\x12 .imsearch.v1.DeleteImagesRequest\x1a!.imsearch.v1.DeleteImagesResponse\"M\x82\xd3\xe4\x93\x02G\"*/v1/collections/{collection}/images:delete:\x01*Z\x16\"\x11/v1/images:delete:\x01*\x12u\n\x08GetStats\x12\x1c.imsearch.v1.GetStatsRequest\x1a\x12.imsearch.v1.Stats\"7\x82\xd3\xe4\x93\x02\x31\x12\"/v1/collections/{collection}/statsZ\x0b\x12\t/v1/stats\x12\x87\x01\n\x0bVerifyIndex\x12\x1a.imsearch.v1.VerifyRequest\x1a\x1b.imsearch.v1.VerifyResponse\"?\x82\xd3\xe4\x93\x02\x39\"#/v1/collections/{collection}:verify:\x01*Z\x0f\"\n/v1/verify:\x01*b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,38 +37,62 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_SEARCHRESULT'].fields_by_name['vector']._loaded_options = None
   _globals['_SEARCHRESULT'].fields_by_name['vector']._serialized_options = b'\020\001'
-  _globals['_DUPLICATEPOLICY']._serialized_start=1922
-  _globals['_DUPLICATEPOLICY']._serialized_end=2023
-  _globals['_RERANK']._serialized_start=2025
-  _globals['_RERANK']._serialized_end=2084
-  _globals['_CREATECOLLECTIONREQUEST']._serialized_start=123
-  _globals['_CREATECOLLECTIONREQUEST']._serialized_end=225
-  _globals['_ADDIMAGEREQUEST']._serialized_start=228
-  _globals['_ADDIMAGEREQUEST']._serialized_end=468
-  _globals['_DUPLICATE']._serialized_start=470
-  _globals['_DUPLICATE']._serialized_end=537
-  _globals['_ADDIMAGERESPONSE']._serialized_start=539
-  _globals['_ADDIMAGERESPONSE']._serialized_end=613
-  _globals['_ADDIMAGESRESPONSE']._serialized_start=615
-  _globals['_ADDIMAGESRESPONSE']._serialized_end=717
-  _globals['_SEARCHREQUEST']._serialized_start=720
-  _globals['_SEARCHREQUEST']._serialized_end=1272
-  _globals['_SEARCHBATCHREQUEST']._serialized_start=1274
-  _globals['_SEARCHBATCHREQUEST']._serialized_end=1339
-  _globals['_SEARCHBATCHRESPONSE']._serialized_start=1341
-  _globals['_SEARCHBATCHRESPONSE']._serialized_end=1410
-  _globals['_SEARCHRESULT']._serialized_start=1412
-  _globals['_SEARCHRESULT']._serialized_end=1516
-  _globals['_SEARCHRESPONSE']._serialized_start=1519
-  _globals['_SEARCHRESPONSE']._serialized_end=1698
-  _globals['_DELETEIMAGESREQUEST']._serialized_start=1700
-  _globals['_DELETEIMAGESREQUEST']._serialized_end=1754
-  _globals['_DELETEIMAGESRESPONSE']._serialized_start=1756
-  _globals['_DELETEIMAGESRESPONSE']._serialized_end=1795
-  _globals['_GETSTATSREQUEST']._serialized_start=1797
-  _globals['_GETSTATSREQUEST']._serialized_end=1834
-  _globals['_STATS']._serialized_start=1836
-  _globals['_STATS']._serialized_end=1920
-  _globals['_SEARCHSERVICE']._serialized_start=2087
-  _globals['_SEARCHSERVICE']._serialized_end=3073
+  _globals['_SEARCHSERVICE'].methods_by_name['CreateCollection']._loaded_options = None
+  _globals['_SEARCHSERVICE'].methods_by_name['CreateCollection']._serialized_options = b'\202\323\344\223\002\024\"\017/v1/collections:\001*'
+  _globals['_SEARCHSERVICE'].methods_by_name['ListCollections']._loaded_options = None
+  _globals['_SEARCHSERVICE'].methods_by_name['ListCollections']._serialized_options = b'\202\323\344\223\002\021\022\017/v1/collections'
+  _globals['_SEARCHSERVICE'].methods_by_name['DescribeCollection']._loaded_options = None
+  _globals['_SEARCHSERVICE'].methods_by_name['DescribeCollection']._serialized_options = b'\202\323\344\223\002\036\022\034/v1/collections/{collection}'
+  _globals['_SEARCHSERVICE'].methods_by_name['DropCollection']._loaded_options = None
+  _globals['_SEARCHSERVICE'].methods_by_name['DropCollection']._serialized_options = b'\202\323\344\223\002\036*\034/v1/collections/{collection}'
+  _globals['_SEARCHSERVICE'].methods_by_name['AddImage']._loaded_options = None
+  _globals['_SEARCHSERVICE'].methods_by_name['AddImage']._serialized_options = b'\202\323\344\223\0029\"#/v1/collections/{collection}/images:\001*Z\017\"\n/v1/images:\001*'
+  _globals['_SEARCHSERVICE'].methods_by_name['AddImages']._loaded_options = None
+  _globals['_SEARCHSERVICE'].methods_by_name['AddImages']._serialized_options = b'\202\323\344\223\002G\"*/v1/collections/{collection}/images:stream:\001*Z\026\"\021/v1/images:stream:\001*'
+  _globals['_SEARCHSERVICE'].methods_by_name['Search']._loaded_options = None
+  _globals['_SEARCHSERVICE'].methods_by_name['Search']._serialized_options = b'\202\323\344\223\0029\"#/v1/collections/{collection}:search:\001*Z\017\"\n/v1/search:\001*'
+  _globals['_SEARCHSERVICE'].methods_by_name['SearchBatch']._loaded_options = None
+  _globals['_SEARCHSERVICE'].methods_by_name['SearchBatch']._serialized_options = b'\202\323\344\223\002\025\"\020/v1/search:batch:\001*'
+  _globals['_SEARCHSERVICE'].methods_by_name['FindDuplicates']._loaded_options = None
+  _globals['_SEARCHSERVICE'].methods_by_name['FindDuplicates']._serialized_options = b'\202\323\344\223\002E\"+/v1/collections/{collection}:findDuplicates:\001*Z\023\"\016/v1/duplicates:\001*'
+  _globals['_SEARCHSERVICE'].methods_by_name['DeleteImages']._loaded_options = None
+  _globals['_SEARCHSERVICE'].methods_by_name['DeleteImages']._serialized_options = b'\202\323\344\223\002G\"*/v1/collections/{collection}/images:delete:\001*Z\026\"\021/v1/images:delete:\001*'
+  _globals['_SEARCHSERVICE'].methods_by_name['GetStats']._loaded_options = None
+  _globals['_SEARCHSERVICE'].methods_by_name['GetStats']._serialized_options = b'\202\323\344\223\0021\022\"/v1/collections/{collection}/statsZ\013\022\t/v1/stats'
+  _globals['_SEARCHSERVICE'].methods_by_name['VerifyIndex']._loaded_options = None
+  _globals['_SEARCHSERVICE'].methods_by_name['VerifyIndex']._serialized_options = b'\202\323\344\223\0029\"#/v1/collections/{collection}:verify:\001*Z\017\"\n/v1/verify:\001*'
+  _globals['_DUPLICATEPOLICY']._serialized_start=1996
+  _globals['_DUPLICATEPOLICY']._serialized_end=2097
+  _globals['_RERANK']._serialized_start=2099
+  _globals['_RERANK']._serialized_end=2158
+  _globals['_CREATECOLLECTIONREQUEST']._serialized_start=153
+  _globals['_CREATECOLLECTIONREQUEST']._serialized_end=255
+  _globals['_ADDIMAGEREQUEST']._serialized_start=258
+  _globals['_ADDIMAGEREQUEST']._serialized_end=498
+  _globals['_DUPLICATE']._serialized_start=500
+  _globals['_DUPLICATE']._serialized_end=567
+  _globals['_ADDIMAGERESPONSE']._serialized_start=569
+  _globals['_ADDIMAGERESPONSE']._serialized_end=643
+  _globals['_ADDIMAGESRESPONSE']._serialized_start=645
+  _globals['_ADDIMAGESRESPONSE']._serialized_end=747
+  _globals['_SEARCHREQUEST']._serialized_start=750
+  _globals['_SEARCHREQUEST']._serialized_end=1327
+  _globals['_SEARCHBATCHREQUEST']._serialized_start=1329
+  _globals['_SEARCHBATCHREQUEST']._serialized_end=1394
+  _globals['_SEARCHBATCHRESPONSE']._serialized_start=1396
+  _globals['_SEARCHBATCHRESPONSE']._serialized_end=1465
+  _globals['_SEARCHRESULT']._serialized_start=1467
+  _globals['_SEARCHRESULT']._serialized_end=1590
+  _globals['_SEARCHRESPONSE']._serialized_start=1593
+  _globals['_SEARCHRESPONSE']._serialized_end=1772
+  _globals['_DELETEIMAGESREQUEST']._serialized_start=1774
+  _globals['_DELETEIMAGESREQUEST']._serialized_end=1828
+  _globals['_DELETEIMAGESRESPONSE']._serialized_start=1830
+  _globals['_DELETEIMAGESRESPONSE']._serialized_end=1869
+  _globals['_GETSTATSREQUEST']._serialized_start=1871
+  _globals['_GETSTATSREQUEST']._serialized_end=1908
+  _globals['_STATS']._serialized_start=1910
+  _globals['_STATS']._serialized_end=1994
+  _globals['_SEARCHSERVICE']._serialized_start=2161
+  _globals['_SEARCHSERVICE']._serialized_end=3798
 # @@protoc_insertion_point(module_scope)

@@ -245,6 +245,7 @@ class SearchRequest(_message.Message):
     WHERE_FIELD_NUMBER: _builtins.int
     TEXT_FIELD_NUMBER: _builtins.int
     EXPANSION_FIELD_NUMBER: _builtins.int
+    WITH_THUMBNAILS_FIELD_NUMBER: _builtins.int
     image: _builtins.bytes
     top_k: _builtins.int
     """1..1000; 0 means 10."""
@@ -265,6 +266,10 @@ class SearchRequest(_message.Message):
     text: _builtins.str
     """Text-to-image search: the text is embedded by the text model that pairs with the
     collection's model (a CLIP text tower beside its image tower). Instead of an image.
+    """
+    with_thumbnails: _builtins.bool
+    """Return each hit's thumbnail (a JPEG the gateway made when the image was added; its size
+    is the gateway's `thumbnail_size` setting), so a client can show what it found.
     """
     @_builtins.property
     def filter(self) -> _struct_pb2.Struct:
@@ -317,10 +322,11 @@ class SearchRequest(_message.Message):
         where: _index_pb2.Filter | None = ...,
         text: _builtins.str = ...,
         expansion: _index_pb2.QueryExpansion | None = ...,
+        with_thumbnails: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_min_score", b"_min_score", "box", b"box", "expansion", b"expansion", "filter", b"filter", "min_score", b"min_score", "where", b"where"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_min_score", b"_min_score", "box", b"box", "collection", b"collection", "expansion", b"expansion", "filter", b"filter", "image", b"image", "index", b"index", "min_score", b"min_score", "negative_ids", b"negative_ids", "negative_images", b"negative_images", "offset", b"offset", "omit_metadata", b"omit_metadata", "positive_ids", b"positive_ids", "positive_images", b"positive_images", "rerank", b"rerank", "strategy", b"strategy", "text", b"text", "top_k", b"top_k", "where", b"where", "with_vectors", b"with_vectors"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_min_score", b"_min_score", "box", b"box", "collection", b"collection", "expansion", b"expansion", "filter", b"filter", "image", b"image", "index", b"index", "min_score", b"min_score", "negative_ids", b"negative_ids", "negative_images", b"negative_images", "offset", b"offset", "omit_metadata", b"omit_metadata", "positive_ids", b"positive_ids", "positive_images", b"positive_images", "rerank", b"rerank", "strategy", b"strategy", "text", b"text", "top_k", b"top_k", "where", b"where", "with_thumbnails", b"with_thumbnails", "with_vectors", b"with_vectors"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__min_score: _TypeAlias = _typing.Literal["min_score"]  # noqa: Y015
     _WhichOneofArgType__min_score: _TypeAlias = _typing.Literal["_min_score", b"_min_score"]  # noqa: Y015
@@ -378,8 +384,11 @@ class SearchResult(_message.Message):
     SCORE_FIELD_NUMBER: _builtins.int
     METADATA_FIELD_NUMBER: _builtins.int
     VECTOR_FIELD_NUMBER: _builtins.int
+    THUMBNAIL_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     score: _builtins.float
+    thumbnail: _builtins.bytes
+    """with_thumbnails only; empty when none was stored"""
     @_builtins.property
     def metadata(self) -> _struct_pb2.Struct: ...
     @_builtins.property
@@ -393,10 +402,11 @@ class SearchResult(_message.Message):
         score: _builtins.float = ...,
         metadata: _struct_pb2.Struct | None = ...,
         vector: _abc.Iterable[_builtins.float] | None = ...,
+        thumbnail: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["metadata", b"metadata"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "metadata", b"metadata", "score", b"score", "vector", b"vector"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "metadata", b"metadata", "score", b"score", "thumbnail", b"thumbnail", "vector", b"vector"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

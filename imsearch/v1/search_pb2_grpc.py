@@ -28,6 +28,9 @@ if _version_not_supported:
 
 class SearchServiceStub:
     """The public API, served by services/gateway: decode -> encode -> search -> rerank.
+    Each call is also served as HTTP/JSON (services/gateway/http) at the path its google.api.http
+    option names, bodies in the proto's JSON mapping (bytes as base64); AddImages takes
+    newline-delimited JSON, one AddImageRequest a line.
     """
 
     def __init__(self, channel):
@@ -100,12 +103,15 @@ class SearchServiceStub:
 
 class SearchServiceServicer:
     """The public API, served by services/gateway: decode -> encode -> search -> rerank.
+    Each call is also served as HTTP/JSON (services/gateway/http) at the path its google.api.http
+    option names, bodies in the proto's JSON mapping (bytes as base64); AddImages takes
+    newline-delimited JSON, one AddImageRequest a line.
     """
 
     def CreateCollection(self, request, context):
         """Collections. Each is bound at creation to a model served by the encoder: adds and queries
         are encoded with it. Calls that name no collection use the gateway's default one.
-        admin
+        Admin only.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -124,7 +130,7 @@ class SearchServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def DropCollection(self, request, context):
-        """admin
+        """Admin only.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -259,6 +265,9 @@ def add_SearchServiceServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class SearchService:
     """The public API, served by services/gateway: decode -> encode -> search -> rerank.
+    Each call is also served as HTTP/JSON (services/gateway/http) at the path its google.api.http
+    option names, bodies in the proto's JSON mapping (bytes as base64); AddImages takes
+    newline-delimited JSON, one AddImageRequest a line.
     """
 
     @staticmethod

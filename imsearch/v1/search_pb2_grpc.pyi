@@ -28,7 +28,11 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class SearchServiceStub:
-    """The public API, served by services/gateway: decode -> encode -> search -> rerank."""
+    """The public API, served by services/gateway: decode -> encode -> search -> rerank.
+    Each call is also served as HTTP/JSON (services/gateway/http) at the path its google.api.http
+    option names, bodies in the proto's JSON mapping (bytes as base64); AddImages takes
+    newline-delimited JSON, one AddImageRequest a line.
+    """
 
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
@@ -37,12 +41,12 @@ class SearchServiceStub:
     CreateCollection: _grpc.UnaryUnaryMultiCallable[_search_pb2.CreateCollectionRequest, _index_pb2.CollectionInfo]
     """Collections. Each is bound at creation to a model served by the encoder: adds and queries
     are encoded with it. Calls that name no collection use the gateway's default one.
-    admin
+    Admin only.
     """
     ListCollections: _grpc.UnaryUnaryMultiCallable[_index_pb2.ListCollectionsRequest, _index_pb2.ListCollectionsResponse]
     DescribeCollection: _grpc.UnaryUnaryMultiCallable[_index_pb2.GetCollectionInfoRequest, _index_pb2.CollectionInfo]
     DropCollection: _grpc.UnaryUnaryMultiCallable[_index_pb2.DropCollectionRequest, _index_pb2.DropCollectionResponse]
-    """admin"""
+    """Admin only."""
     AddImage: _grpc.UnaryUnaryMultiCallable[_search_pb2.AddImageRequest, _search_pb2.AddImageResponse]
     AddImages: _grpc.StreamUnaryMultiCallable[_search_pb2.AddImageRequest, _search_pb2.AddImagesResponse]
     """Bulk add: one response at the end with the count. The stream fails on the first bad item
@@ -64,18 +68,22 @@ class SearchServiceStub:
 
 @_typing.type_check_only
 class SearchServiceAsyncStub(SearchServiceStub):
-    """The public API, served by services/gateway: decode -> encode -> search -> rerank."""
+    """The public API, served by services/gateway: decode -> encode -> search -> rerank.
+    Each call is also served as HTTP/JSON (services/gateway/http) at the path its google.api.http
+    option names, bodies in the proto's JSON mapping (bytes as base64); AddImages takes
+    newline-delimited JSON, one AddImageRequest a line.
+    """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     CreateCollection: _aio.UnaryUnaryMultiCallable[_search_pb2.CreateCollectionRequest, _index_pb2.CollectionInfo]  # type: ignore[assignment]
     """Collections. Each is bound at creation to a model served by the encoder: adds and queries
     are encoded with it. Calls that name no collection use the gateway's default one.
-    admin
+    Admin only.
     """
     ListCollections: _aio.UnaryUnaryMultiCallable[_index_pb2.ListCollectionsRequest, _index_pb2.ListCollectionsResponse]  # type: ignore[assignment]
     DescribeCollection: _aio.UnaryUnaryMultiCallable[_index_pb2.GetCollectionInfoRequest, _index_pb2.CollectionInfo]  # type: ignore[assignment]
     DropCollection: _aio.UnaryUnaryMultiCallable[_index_pb2.DropCollectionRequest, _index_pb2.DropCollectionResponse]  # type: ignore[assignment]
-    """admin"""
+    """Admin only."""
     AddImage: _aio.UnaryUnaryMultiCallable[_search_pb2.AddImageRequest, _search_pb2.AddImageResponse]  # type: ignore[assignment]
     AddImages: _aio.StreamUnaryMultiCallable[_search_pb2.AddImageRequest, _search_pb2.AddImagesResponse]  # type: ignore[assignment]
     """Bulk add: one response at the end with the count. The stream fails on the first bad item
@@ -96,7 +104,11 @@ class SearchServiceAsyncStub(SearchServiceStub):
     """Admin only: audits (and with repair, fixes) the collection's two stores."""
 
 class SearchServiceServicer(metaclass=_abc_1.ABCMeta):
-    """The public API, served by services/gateway: decode -> encode -> search -> rerank."""
+    """The public API, served by services/gateway: decode -> encode -> search -> rerank.
+    Each call is also served as HTTP/JSON (services/gateway/http) at the path its google.api.http
+    option names, bodies in the proto's JSON mapping (bytes as base64); AddImages takes
+    newline-delimited JSON, one AddImageRequest a line.
+    """
 
     @_abc_1.abstractmethod
     def CreateCollection(
@@ -106,7 +118,7 @@ class SearchServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_index_pb2.CollectionInfo, _abc.Awaitable[_index_pb2.CollectionInfo]]:
         """Collections. Each is bound at creation to a model served by the encoder: adds and queries
         are encoded with it. Calls that name no collection use the gateway's default one.
-        admin
+        Admin only.
         """
 
     @_abc_1.abstractmethod
@@ -129,7 +141,7 @@ class SearchServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _index_pb2.DropCollectionRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_index_pb2.DropCollectionResponse, _abc.Awaitable[_index_pb2.DropCollectionResponse]]:
-        """admin"""
+        """Admin only."""
 
     @_abc_1.abstractmethod
     def AddImage(

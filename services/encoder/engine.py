@@ -26,6 +26,7 @@ from services.encoder.batcher import BatcherHooks, MicroBatcher
 from services.encoder.images import Region, crop_region, decode_image, preprocess, validate_region
 from services.encoder.model_spec import SPEC_FILE, ModelSpec
 from services.encoder.settings import EncoderSettings
+from services.encoder.thumbnails import make_thumbnail, validate_thumbnail_size
 from services.encoder.tokenizer import clip_tokenizer
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,13 @@ class LoadedModel:
     spec: ModelSpec
     backend: InferenceBackend
     batcher: MicroBatcher
+
+
+@dataclass
+class EncodedImages:
+    spec: ModelSpec
+    embeddings: np.ndarray  # (n, dim), L2-normalised
+    thumbnails: list[bytes]  # one per image when asked for, else none
 
 
 def l2_normalize(features: np.ndarray) -> np.ndarray:
@@ -152,6 +160,18 @@ class Encoder:
     ) -> tuple[ModelSpec, np.ndarray]:
         """Encoded image files -> (spec, L2-normalised (n, dim) float32 embeddings); with
         `regions` (one per image, None for whole), only those parts of them."""
+        encoded = self.encode_images(model_name, images, regions)
+        return encoded.spec, encoded.embeddings
+
+    def encode_images(
+        self,
+        model_name: str,
+        images: list[bytes],
+        regions: Sequence[Region | None] = (),
+        thumbnail_size: int = 0,
+    ) -> EncodedImages:
+        """`encode`, and with `thumbnail_size` a JPEG thumbnail of each image (or region)."""
+        validate_thumbnail_size(thumbnail_size)
         if not images:
             raise InvalidArgument("no images given")
         if regions and len(regions) != len(images):
@@ -165,13 +185,13 @@ class Encoder:
             )
         ensemble = self._ensemble(model_name)
         if ensemble is not None:
-            return ensemble, self._encode_ensemble(ensemble, images, regions)
+            return self._encode_ensemble(ensemble, images, regions, thumbnail_size)
         loaded = self.model(model_name)
         if loaded.spec.modality != "image":
             raise InvalidArgument(f"model {loaded.spec.name!r} embeds texts, not images: send texts")
         prep = loaded.spec.image_preprocessing
         deadline = current_deadline()
-        pixels = []
+        pixels, thumbnails = [], []
         for position, data in enumerate(images):
             try:
                 deadline.check(f"decoding image {position}")  # the caller gone: no more work for it
@@ -186,8 +206,9 @@ class Encoder:
             except InvalidArgument as exc:
                 raise InvalidArgument(f"image {position}: {exc}") from None
             # JPEG draft decoding keeps enough resolution for the region to fill the model input.
-            target = (
-                prep.resize if region is None else math.ceil(prep.resize / min(region[2], region[3], 1.0))
+            target = max(
+                prep.resize if region is None else math.ceil(prep.resize / min(region[2], region[3], 1.0)),
+                thumbnail_size,
             )
             try:
                 with self._metrics.stage("decode"):
@@ -204,6 +225,9 @@ class Encoder:
                 raise InvalidArgument(f"image {position}: {exc}") from None
             with self._metrics.stage("preprocess"):
                 pixels.append(preprocess(image, prep))
+            if thumbnail_size:
+                with self._metrics.stage("thumbnail"):
+                    thumbnails.append(make_thumbnail(image, thumbnail_size))
         augment = loaded.spec.test_time_augmentation
         with self._metrics.stage("encode"):
             if augment:
@@ -211,16 +235,21 @@ class Encoder:
                 features = merge_views([loaded.batcher.run(view, deadline) for view in views])
             else:
                 features = loaded.batcher.run(np.stack(pixels), deadline)
-        return loaded.spec, l2_normalize(features)
+        return EncodedImages(loaded.spec, l2_normalize(features), thumbnails)
 
     def _encode_ensemble(
-        self, spec: ModelSpec, images: list[bytes], regions: Sequence[Region | None]
-    ) -> np.ndarray:
+        self, spec: ModelSpec, images: list[bytes], regions: Sequence[Region | None], thumbnail_size: int
+    ) -> EncodedImages:
         """Each member decodes and embeds the images at its own preprocessing (a decode is about
-        a quarter of a CNN member's CPU); the unit embeddings are joined, 1/sqrt(k) each."""
-        parts = [self.encode(member, images, regions)[1] for member in spec.ensemble]
-        joined: np.ndarray = np.concatenate(parts, axis=1) / np.float32(np.sqrt(len(parts)))
-        return joined
+        a quarter of a CNN member's CPU); the unit embeddings are joined, 1/sqrt(k) each. The
+        first member makes the thumbnails."""
+        parts = [
+            self.encode_images(member, images, regions, thumbnail_size if i == 0 else 0)
+            for i, member in enumerate(spec.ensemble)
+        ]
+        embeddings = [part.embeddings for part in parts]
+        joined: np.ndarray = np.concatenate(embeddings, axis=1) / np.float32(np.sqrt(len(parts)))
+        return EncodedImages(spec, joined, parts[0].thumbnails)
 
     def encode_texts(self, model_name: str, texts: list[str]) -> tuple[ModelSpec, np.ndarray]:
         """Strings -> (spec, L2-normalised (n, dim) embeddings) with a text model."""

@@ -15,7 +15,7 @@ import warnings
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from imsearch.core.errors import InvalidArgument, ResourceExhausted
+from imsearch.core.errors import InvalidArgument, TooLarge
 from services.encoder.model_spec import Preprocessing
 
 # Pillow's JPEG parser also opens the MPO files many phone cameras write (JPEG + extra frames).
@@ -40,7 +40,7 @@ def decode_image(
     if not data:
         raise InvalidArgument("image is empty (0 bytes)")
     if len(data) > max_bytes:
-        raise ResourceExhausted(f"image is {len(data)} bytes, over the {max_bytes}-byte limit")
+        raise TooLarge(f"image is {len(data)} bytes, over the {max_bytes}-byte limit")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)

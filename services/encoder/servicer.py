@@ -50,14 +50,21 @@ class EncoderServicer(encoder_pb2_grpc.EncoderServiceServicer):
         if request.texts:
             if request.images:
                 raise InvalidArgument("give images or texts, not both")
+            if request.thumbnail_size:
+                raise InvalidArgument("thumbnails are made of images, not texts")
             spec, embeddings = self._encoder.encode_texts(request.model, list(request.texts))
+            thumbnails: list[bytes] = []
         else:
-            spec, embeddings = self._encoder.encode(request.model, list(request.images), regions_of(request))
+            encoded = self._encoder.encode_images(
+                request.model, list(request.images), regions_of(request), request.thumbnail_size
+            )
+            spec, embeddings, thumbnails = encoded.spec, encoded.embeddings, encoded.thumbnails
         return encoder_pb2.EncodeResponse(
             model=spec.name,
             dim=spec.dim,
             # tolist() first: protobuf copies a Python list ~7x faster than a numpy array.
             embeddings=[encoder_pb2.Embedding(values=row.tolist()) for row in embeddings],
+            thumbnails=thumbnails,
         )
 
     def ListModels(

@@ -19,7 +19,7 @@ from imsearch.core.errors import (
     FailedPrecondition,
     ImsearchError,
     InvalidArgument,
-    ResourceExhausted,
+    TooLarge,
 )
 from imsearch.core.metrics import ServiceMetrics
 from imsearch.core.validation import (
@@ -154,17 +154,21 @@ class SearchPipeline:
             return action(fresh)
 
     def encode(self, images: list[bytes], model: str, regions: Sequence[encoder_pb2.Box] = ()) -> np.ndarray:
+        return self._encode_images(encoder_pb2.EncodeRequest(model=model, images=images, regions=regions))[0]
+
+    def _encode_images(self, request: encoder_pb2.EncodeRequest) -> tuple[np.ndarray, list[bytes]]:
+        """Embeddings, and thumbnails when the request asks for them."""
         with self._metrics.stage("encode"):
             try:
-                response = self._encoder.Encode(
-                    encoder_pb2.EncodeRequest(model=model, images=images, regions=regions),
-                    timeout=self._hop_timeout("encoding"),
-                )
+                response = self._encoder.Encode(request, timeout=self._hop_timeout("encoding"))
             except grpc.RpcError as exc:
                 if exc.code() == grpc.StatusCode.NOT_FOUND:  # the encoder no longer serves it
-                    raise FailedPrecondition(exc.details() or f"model {model!r} is not served") from None
+                    raise FailedPrecondition(
+                        exc.details() or f"model {request.model!r} is not served"
+                    ) from None
                 raise
-        return np.asarray([e.values for e in response.embeddings], dtype=np.float32)
+        vectors = np.asarray([e.values for e in response.embeddings], dtype=np.float32)
+        return vectors, list(response.thumbnails)
 
     def encode_texts(self, texts: list[str], model: str) -> np.ndarray:
         with self._metrics.stage("encode_text"):
@@ -177,7 +181,7 @@ class SearchPipeline:
     def _check_item(self, item: search_pb2.AddImageRequest) -> None:
         validate_id(item.id)
         if len(item.image) > self._settings.max_image_bytes:
-            raise ResourceExhausted(
+            raise TooLarge(
                 f"image is {len(item.image)} bytes, over the {self._settings.max_image_bytes}-byte limit"
             )
 
@@ -196,11 +200,20 @@ class SearchPipeline:
             return outcome
 
         def store_new(binding: Binding, items: Sequence[search_pb2.AddImageRequest]) -> AddOutcome:
-            vectors = self.encode([item.image for item in items], binding.model)
+            size = self._settings.thumbnail_size
+            vectors, thumbnails = self._encode_images(
+                encoder_pb2.EncodeRequest(
+                    model=binding.model, images=[item.image for item in items], thumbnail_size=size
+                )
+            )
             keep, duplicates = screen(items, vectors, partial(self._nearest_stored, binding))
             points = [
-                index_pb2.Point(id=item.id, vector=vector.tolist(), metadata=item.metadata)
-                for item, vector, kept in zip(items, vectors, keep, strict=True)
+                index_pb2.Point(
+                    id=item.id, vector=vector.tolist(), metadata=item.metadata, thumbnail=thumbnail
+                )
+                for item, vector, thumbnail, kept in zip(
+                    items, vectors, thumbnails or [b""] * len(items), keep, strict=True
+                )
                 if kept
             ]
             if not points:

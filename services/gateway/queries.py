@@ -24,6 +24,7 @@ class RankedHit:
     score: float
     metadata: struct_pb2.Struct
     vector: list[float]  # empty unless the search asked for vectors
+    thumbnail: bytes = b""  # empty unless the search asked for thumbnails
 
 
 @dataclass
@@ -42,7 +43,10 @@ def rerank(query: np.ndarray, hits: Sequence[index_pb2.Hit], top_k: int) -> list
     norms = np.maximum(np.linalg.norm(matrix, axis=1), 1e-12)
     scores = (matrix @ query) / (norms * max(float(np.linalg.norm(query)), 1e-12))
     order = np.argsort(-scores, kind="stable")[:top_k]
-    return [RankedHit(hits[i].id, float(scores[i]), hits[i].metadata, list(hits[i].vector)) for i in order]
+    return [
+        RankedHit(hits[i].id, float(scores[i]), hits[i].metadata, list(hits[i].vector), hits[i].thumbnail)
+        for i in order
+    ]
 
 
 @dataclass
@@ -116,6 +120,7 @@ def vector_request(
         where=request.where if request.HasField("where") else None,
         model=binding.model,
         with_vectors=plan.rerank or request.with_vectors,
+        with_thumbnails=request.with_thumbnails,
         expansion=request.expansion if request.HasField("expansion") else None,
     )
     if plan.by_example:
@@ -141,7 +146,7 @@ def ranked_hits(
     plan: QueryPlan, response: index_pb2.SearchVectorResponse, vectors: np.ndarray | None
 ) -> list[RankedHit]:
     if not plan.rerank:
-        return [RankedHit(h.id, h.score, h.metadata, list(h.vector)) for h in response.hits]
+        return [RankedHit(h.id, h.score, h.metadata, list(h.vector), h.thumbnail) for h in response.hits]
     assert vectors is not None
     hits = rerank(vectors[0], response.hits, plan.wanted)[plan.request.offset :]
     return hits if plan.min_score is None else [h for h in hits if h.score >= plan.min_score]

@@ -18,6 +18,7 @@ def response_of(request: search_pb2.SearchRequest, result: SearchResult) -> sear
                 score=h.score,
                 metadata=None if request.omit_metadata else h.metadata,
                 vector=h.vector if request.with_vectors else [],
+                thumbnail=h.thumbnail,
             )
             for h in result.hits
         ],

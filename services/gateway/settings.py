@@ -26,12 +26,25 @@ class GatewaySettings(ServiceSettings):
     max_batch_images: int = 64  # images per encode call in a batch search (the encoder's own limit)
     add_batch_bytes: int = 32 * 1024 * 1024  # and at most this many image bytes (gRPC caps at 64 MiB)
     max_image_bytes: int = 20 * 1024 * 1024  # per image, as the encoder's own limit
+    # Each added image's thumbnail (JPEG, longer side in pixels, 16..512; 0: none), stored with
+    # its vector and returned with hits on request (with_thumbnails): about 5 KB at 160.
+    thumbnail_size: int = 160
     rpc_timeout_s: float = 30.0  # per downstream call; less when the caller's deadline is nearer
     # The hops to encoder and index: TLS (and mTLS) and the internal token they accept.
     hop_tls_ca: Path | None = None
     hop_tls_cert: Path | None = None  # the gateway's client certificate, for mutual TLS
     hop_tls_key: Path | None = None
     hop_tls_server_name: str | None = None  # the name in their certificates, if not the address
+    # HTTP/JSON API and the search page (services/gateway/http), same TLS and credentials as
+    # the gRPC port; None: gRPC only.
+    http_listen: str | None = None
+    # A unary body (or one line of a bulk add) past this is refused with 413; base64 makes a
+    # 20 MiB image 27 MiB of JSON.
+    http_max_body_bytes: int = 40 * 1024 * 1024
+    http_call_timeout_s: float = 60.0
+
+    def public_addresses(self) -> list[str]:
+        return [self.listen, *([self.http_listen] if self.http_listen else [])]
 
     def hop_security(self) -> ClientSecurity:
         token = self.internal_token.get_secret_value() if self.internal_token else None

@@ -59,6 +59,9 @@ log = logging.getLogger(__name__)
 MAX_DIM = 65536
 # Vectors arrive as protobuf repeated floats, lists or arrays; np.asarray takes them all.
 VectorLike = Sequence[float] | np.ndarray
+# (id, vector, metadata), or with a thumbnail JPEG as a fourth element.
+NewPoint = tuple[str, VectorLike, dict[str, Any]] | tuple[str, VectorLike, dict[str, Any], bytes]
+MAX_THUMBNAIL_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -290,20 +293,27 @@ class IndexEngine:
         if self._disk_guard is not None:
             self._disk_guard.check(what)
 
-    def upsert(self, collection: str, items: Sequence[tuple[str, VectorLike, dict[str, Any]]]) -> int:
+    def upsert(self, collection: str, items: Sequence[NewPoint]) -> int:
+        """Points as (id, vector, metadata) or (id, vector, metadata, thumbnail JPEG)."""
         if not items:
             raise InvalidArgument("no points given")
         self._check_disk("add")
-        validate_ids([point_id for point_id, _, _ in items])
+        validate_ids([item[0] for item in items])
         seen: set[str] = set()
         points = []
-        for point_id, values, metadata in items:
+        for item in items:
+            point_id, values, metadata = item[:3]
+            thumbnail = item[3] if len(item) > 3 else b""
             validate_id(point_id)
             if point_id in seen:
                 raise InvalidArgument(f"id {point_id!r} appears twice in one request")
             seen.add(point_id)
+            if len(thumbnail) > MAX_THUMBNAIL_BYTES:
+                raise InvalidArgument(
+                    f"thumbnail of {point_id!r} is {len(thumbnail):,} bytes, over {MAX_THUMBNAIL_BYTES:,}"
+                )
             unit = self._check_vector(collection, values, f"vector of {point_id!r}")
-            points.append(StoredPoint(point_id, unit, metadata, point_digest(unit, metadata)))
+            points.append(StoredPoint(point_id, unit, metadata, point_digest(unit, metadata), thumbnail))
         ids = [p.id for p in points]
         with self._exclusive(collection):
             self._repair.settle_before_write(collection)
@@ -589,6 +599,15 @@ class IndexEngine:
         validate_ids(ids)
         self._dim(collection)
         return self._vectors.retrieve(collection, ids)
+
+    def attach_thumbnails(self, collection: str, hits: list[ScoredPoint]) -> None:
+        """Fills each hit's thumbnail from the vector store (one read of the page's points;
+        searches themselves never read thumbnails)."""
+        if not hits:
+            return
+        stored = {p.id: p.thumbnail for p in self._vectors.retrieve(collection, [h.id for h in hits], False)}
+        for hit in hits:
+            hit.thumbnail = stored.get(hit.id, b"")
 
     def stored_ids(self, collection: str, ids: Sequence[str]) -> list[str]:
         """Those of `ids` the collection holds, in request order (no vectors read)."""

@@ -11,7 +11,7 @@ from imsearch.core.index_kind import IndexKind
 from imsearch.core.structs import to_dict, to_struct
 from imsearch.core.validation import validate_name
 from imsearch.v1 import index_pb2, index_pb2_grpc
-from services.index.engine import IndexEngine, IndexParameters
+from services.index.engine import IndexEngine, IndexParameters, NewPoint
 from services.index.examples import Examples, ExampleStrategy
 from services.index.query_expansion import QueryExpansion
 from services.index.stores.base import INT8
@@ -96,7 +96,10 @@ class IndexServicer(index_pb2_grpc.IndexServiceServicer):
     ) -> index_pb2.UpsertResponse:
         collection = require_collection(request.collection)
         self._engine.check_model(collection, request.model)
-        items = [(p.id, np.asarray(p.vector, dtype=np.float32), to_dict(p.metadata)) for p in request.points]
+        items: list[NewPoint] = [
+            (p.id, np.asarray(p.vector, dtype=np.float32), to_dict(p.metadata), p.thumbnail)
+            for p in request.points
+        ]
         upserted = self._engine.upsert(collection, items)
         return index_pb2.UpsertResponse(upserted=upserted)
 
@@ -131,6 +134,8 @@ class IndexServicer(index_pb2_grpc.IndexServiceServicer):
             outcome = self._engine.search_by_example(collection, examples, *arguments)
         else:
             outcome = self._engine.search(collection, request.vector, *arguments)
+        if request.with_thumbnails:
+            self._engine.attach_thumbnails(collection, outcome.hits)
         return index_pb2.SearchVectorResponse(
             hits=[
                 index_pb2.Hit(
@@ -138,6 +143,7 @@ class IndexServicer(index_pb2_grpc.IndexServiceServicer):
                     score=h.score,
                     metadata=to_struct(h.metadata),
                     vector=h.vector.tolist() if h.vector is not None else [],
+                    thumbnail=h.thumbnail,
                 )
                 for h in outcome.hits
             ],
@@ -166,7 +172,9 @@ class IndexServicer(index_pb2_grpc.IndexServiceServicer):
         points = self._engine.get_vectors(collection, ids)
         return index_pb2.GetVectorsResponse(
             points=[
-                index_pb2.Point(id=p.id, vector=p.vector.tolist(), metadata=to_struct(p.metadata))
+                index_pb2.Point(
+                    id=p.id, vector=p.vector.tolist(), metadata=to_struct(p.metadata), thumbnail=p.thumbnail
+                )
                 for p in points
             ]
         )

@@ -29,8 +29,10 @@ def metrics_free_env(gateway: str) -> dict[str, str]:
 class Served:
     def __init__(self, data_dir: Path, gateway: str) -> None:
         self.env = metrics_free_env(gateway)
+        self.http_url = f"http://127.0.0.1:{free_port()}"
+        command = [*IMSEARCH, "serve", "--data-dir", str(data_dir), "--listen", gateway]
         self.process = subprocess.Popen(
-            [*IMSEARCH, "serve", "--data-dir", str(data_dir), "--listen", gateway], cwd=REPO, env=self.env
+            [*command, "--http", self.http_url.removeprefix("http://")], cwd=REPO, env=self.env
         )
         channel = grpc.insecure_channel(gateway)
         health = health_pb2_grpc.HealthStub(channel)
@@ -82,10 +84,13 @@ def test_serve_index_search_restart(served: tuple[Path, str], images: Path) -> N
         table = suite.run("search", str(images / "red" / "2.jpg"), "--index", "lsh", "--top-k", "2")
         assert table.stdout.splitlines()[0].split()[2:] == ["images/red/2.jpg", "red"]
         load = suite.run(
-            "loadtest", "--images", str(images), "--count", "20", "--concurrency", "2", "--metrics", ""
-        )
+            "loadtest", "--images", str(images), "--count", "20", "--concurrency", "2", "--metrics", "",
+            "--http", suite.http_url,
+        )  # fmt: skip
         assert load.returncode == 0, load.stderr
-        assert "20 ok" in load.stdout and "p99" in load.stdout
+        assert "gRPC closed loop, 2 clients: 20 ok" in load.stdout and "p99" in load.stdout
+        assert "HTTP closed loop, 2 clients: 20 ok" in load.stdout, load.stdout
+        assert "HTTP / gRPC: p50" in load.stdout
         audit = suite.run("verify")
         assert audit.returncode == 0, audit.stdout + audit.stderr
         assert "9 points in Qdrant, 9 in the LSH store: 0 missing from LSH, 0 only in LSH" in audit.stdout

@@ -37,6 +37,9 @@ class StoredPoint:
     # What the store recorded for this point (services.index.point_digest); None when read from
     # a point stored before digests existed, or without its payload.
     digest: str | None = None
+    # A small JPEG for clients to show; kept in the vector store's payload only (not in the
+    # LSH store, not in the digest).
+    thumbnail: bytes = b""
 
 
 @dataclass
@@ -45,6 +48,7 @@ class ScoredPoint:
     score: float
     metadata: dict[str, Any]
     vector: np.ndarray | None = None
+    thumbnail: bytes = b""
 
 
 class VectorStore(Protocol):

@@ -29,6 +29,7 @@ from services.index.stores.base import (
 )
 from services.index.stores.qdrant_payload import (
     MATCH_KEY,
+    SEARCH_PAYLOAD,
     Lowered,
     in_request_order,
     lower,
@@ -204,7 +205,7 @@ class QdrantEdgeStore:
                         ignore=exact, rescore=True, oversampling=OVERSAMPLING
                     ),
                 ),
-                with_payload=True,
+                with_payload=SEARCH_PAYLOAD,
                 with_vector=with_vectors,
             )
         )

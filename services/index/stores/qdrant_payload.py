@@ -2,8 +2,9 @@
 
 Qdrant wants integer or UUID point ids; ours are strings, mapped by a stable UUIDv5. The
 caller's id and metadata live in the payload: {"id": ..., "metadata": {...}, "match": [...],
-"numbers": {...}, "digest": ..., "layout": 2}, the digest being the one the LSH store keeps too
-(services.index.point_digest).
+"numbers": {...}, "digest": ..., "layout": 2, "thumbnail": base64 JPEG (when there is one)}, the
+digest being the one the LSH store keeps too (services.index.point_digest). Searches read only
+"id" and "metadata" (SEARCH_PAYLOAD): the rest is for filters, audits and retrieval.
 
 "match" holds one typed keyword per filterable field value (`color=s:red`, `flag=b:true`,
 `n=i:3`, one per list element): equals and any_of conditions are matched against it. Matching
@@ -13,6 +14,7 @@ between bindings (qdrant-edge-py turns a boolean match into an integer one, so `
 A point written before this layout reads back without a digest, so reconcile rewrites it.
 """
 
+import base64
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -32,6 +34,8 @@ MATCH_KEY = "match"
 NUMBERS_KEY = "numbers"
 DIGEST_KEY = "digest"
 LAYOUT_KEY, LAYOUT = "layout", 2
+THUMBNAIL_KEY = "thumbnail"
+SEARCH_PAYLOAD = [ID_KEY, METADATA_KEY]
 
 
 def point_uuid(point_id: str) -> str:
@@ -104,7 +108,7 @@ def lower(metadata_filter: MetadataFilter) -> LoweredFilter:
 
 
 def payload_for(point: StoredPoint) -> dict[str, Any]:
-    return {
+    payload = {
         ID_KEY: point.id,
         METADATA_KEY: point.metadata,
         MATCH_KEY: match_tokens(point.metadata),
@@ -112,6 +116,9 @@ def payload_for(point: StoredPoint) -> dict[str, Any]:
         DIGEST_KEY: digest_of(point),
         LAYOUT_KEY: LAYOUT,
     }
+    if point.thumbnail:  # JSON payload: bytes as base64
+        payload[THUMBNAIL_KEY] = base64.b64encode(point.thumbnail).decode()
+    return payload
 
 
 def stored_point(record: Any) -> StoredPoint:
@@ -120,7 +127,8 @@ def stored_point(record: Any) -> StoredPoint:
     vector = np.asarray(record.vector if record.vector is not None else [], dtype=np.float32)
     current = payload.get(LAYOUT_KEY) == LAYOUT  # else: no digest, so reconcile rewrites it
     digest = payload.get(DIGEST_KEY) if current else None
-    return StoredPoint(payload[ID_KEY], vector, payload.get(METADATA_KEY, {}), digest)
+    thumbnail = base64.b64decode(payload[THUMBNAIL_KEY]) if payload.get(THUMBNAIL_KEY) else b""
+    return StoredPoint(payload[ID_KEY], vector, payload.get(METADATA_KEY, {}), digest, thumbnail)
 
 
 def in_request_order(records: Any, ids: Sequence[str]) -> list[StoredPoint]:

@@ -24,6 +24,7 @@ from services.index.stores.base import (
 )
 from services.index.stores.qdrant_payload import (
     MATCH_KEY,
+    SEARCH_PAYLOAD,
     Lowered,
     in_request_order,
     lower,
@@ -246,7 +247,7 @@ class QdrantServerStore:
                     ignore=exact, rescore=True, oversampling=OVERSAMPLING
                 ),
             ),
-            with_payload=True,
+            with_payload=SEARCH_PAYLOAD,
             with_vectors=with_vectors,
         )
         return [scored_point(hit, with_vectors) for hit in response.points]

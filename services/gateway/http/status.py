@@ -1,0 +1,36 @@
+"""gRPC status codes as HTTP statuses (the mapping of google/rpc/code.proto, as grpc-gateway
+and Envoy's transcoder use it), and the error body: google.rpc.Status in JSON."""
+
+from typing import Any
+
+import grpc
+
+HTTP_STATUS = {
+    grpc.StatusCode.OK: 200,
+    grpc.StatusCode.CANCELLED: 499,
+    grpc.StatusCode.UNKNOWN: 500,
+    grpc.StatusCode.INVALID_ARGUMENT: 400,
+    grpc.StatusCode.DEADLINE_EXCEEDED: 504,
+    grpc.StatusCode.NOT_FOUND: 404,
+    grpc.StatusCode.ALREADY_EXISTS: 409,
+    grpc.StatusCode.PERMISSION_DENIED: 403,
+    grpc.StatusCode.UNAUTHENTICATED: 401,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
+    grpc.StatusCode.FAILED_PRECONDITION: 400,
+    grpc.StatusCode.ABORTED: 409,
+    grpc.StatusCode.OUT_OF_RANGE: 400,
+    grpc.StatusCode.UNIMPLEMENTED: 501,
+    grpc.StatusCode.INTERNAL: 500,
+    grpc.StatusCode.UNAVAILABLE: 503,
+    grpc.StatusCode.DATA_LOSS: 500,
+}
+
+
+def http_status(code: grpc.StatusCode) -> int:
+    return HTTP_STATUS.get(code, 500)
+
+
+def error_body(code: grpc.StatusCode, message: str) -> dict[str, Any]:
+    """{"code": 3, "message": "...", "status": "INVALID_ARGUMENT", "details": []}: the gRPC code
+    (the number google.rpc.Status carries) beside its name, so a client needs no table."""
+    return {"code": code.value[0], "message": message, "status": code.name, "details": []}
