@@ -269,8 +269,10 @@ wait_serving index "127.0.0.1:${PORT[index]}"
 check_service_process index "${PORT[index]}"
 say "      (encoder and index SERVING $((SECONDS - t0)) s after start)"
 
+HTTP_PORT=$(free_port)
 start_service gateway \
   -e IMSEARCH_GATEWAY_LISTEN="127.0.0.1:${PORT[gateway]}" -e IMSEARCH_GATEWAY_HEALTH_INTERVAL_S=0.5 -e IMSEARCH_GATEWAY_METRICS_PORT=-1 \
+  -e IMSEARCH_GATEWAY_HTTP_LISTEN="127.0.0.1:$HTTP_PORT" \
   -e IMSEARCH_GATEWAY_ENCODER_ADDRESS="127.0.0.1:${PORT[encoder]}" \
   -e IMSEARCH_GATEWAY_INDEX_ADDRESS="127.0.0.1:${PORT[index]}"
 GATEWAY_CTR=$STARTED_CTR
@@ -297,6 +299,18 @@ for index in ("exact", "hnsw", "lsh"):
     assert hits and hits[0].id == "smoke-red", (index, [(h.id, h.score) for h in hits])
 client.close()
 print("ok    search: 2 images added through the gateway; a red query finds smoke-red first (exact, hnsw, lsh)")
+EOF
+# The HTTP front from the same image: the page and the OpenAPI file ship in the wheel.
+"$PY" - "http://127.0.0.1:$HTTP_PORT" <<'EOF' || fail "HTTP front of the gateway"
+import json, sys, urllib.request
+
+base = sys.argv[1]
+page = urllib.request.urlopen(f"{base}/", timeout=30).read().decode()
+assert "<html" in page.lower(), page[:200]
+assert json.load(urllib.request.urlopen(f"{base}/openapi.json", timeout=30))["openapi"].startswith("3.1")
+listed = json.load(urllib.request.urlopen(f"{base}/v1/collections", timeout=30))["collections"]
+assert any(c["points"] == "2" for c in listed), listed
+print("ok    HTTP: the search page, /openapi.json and GET /v1/collections (2 points) from the gateway image")
 EOF
 [[ -n $(find "$TMP/data" -mindepth 1 -print -quit) ]] || fail "index: nothing written to its /data volume"
 
