@@ -2,6 +2,7 @@
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -67,6 +68,18 @@ def suite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Suite]:
     )
     yield running
     running.stop()
+
+
+def start_http_suite(data_dir: Path, config: dict[str, Any] | None = None, **gateway_flags: Any) -> Suite:
+    """A whole suite with the gateway's HTTP front on a free loopback port (suite.gateway.http_url)."""
+    return start_suite(
+        data_dir,
+        listen="127.0.0.1:0",
+        config=config,
+        model_repository=MODEL_REPOSITORY,
+        free_metrics_ports=True,
+        gateway_flags={"http_listen": "127.0.0.1:0", **gateway_flags},
+    )
 
 
 def data_dir_or_skip(path: Path) -> Path:

@@ -74,7 +74,11 @@ def start_http_front(settings: GatewaySettings, gateway_address: str, front_toke
     """The HTTP/JSON API (search.proto's google.api.http paths) and the search page."""
     assert settings.http_listen is not None
     config = FrontConfig(
-        gateway_address, settings.http_max_body_bytes, settings.http_call_timeout_s, front_token
+        gateway_address,
+        settings.http_max_body_bytes,
+        settings.http_call_timeout_s,
+        settings.stream_idle_timeout_s,
+        front_token,
     )
     app = create_app(
         config, service_bindings(search_pb2.DESCRIPTOR.services_by_name["SearchService"]), load_openapi()

@@ -18,11 +18,10 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, Page, Request, expect, sync_playwright
 
-from cli.suite import start_suite
 from imsearch.client import SearchClient
 from imsearch.core.auth import token_digest
-from tests.conftest import data_dir_or_skip
-from tests.helpers import MODEL_REPOSITORY, REPO, caltech_root
+from tests.conftest import data_dir_or_skip, start_http_suite
+from tests.helpers import REPO, caltech_root
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -70,13 +69,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         if name == QUERY_CLASS:
             query = files[GALLERY_PER_CLASS]
     assert query is not None
-    suite = start_suite(
-        tmp_path_factory.mktemp("suite"),
-        listen="127.0.0.1:0",
-        model_repository=MODEL_REPOSITORY,
-        free_metrics_ports=True,
-        gateway_flags={"http_listen": "127.0.0.1:0"},
-    )
+    suite = start_http_suite(tmp_path_factory.mktemp("suite"))
     try:
         with SearchClient(suite.address) as client:
             assert client.add_images(gallery) == len(gallery)
@@ -315,13 +308,7 @@ def guarded_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     folder = tmp_path_factory.mktemp("guarded")
     auth_file = folder / "auth"
     auth_file.write_text(f"search {token_digest(TOKEN)}\n")
-    suite = start_suite(
-        folder / "data",
-        listen="127.0.0.1:0",
-        model_repository=MODEL_REPOSITORY,
-        free_metrics_ports=True,
-        gateway_flags={"http_listen": "127.0.0.1:0", "auth_file": auth_file},
-    )
+    suite = start_http_suite(folder / "data", auth_file=auth_file)
     try:
         assert suite.gateway.http_url is not None
         yield suite.gateway.http_url

@@ -5,6 +5,7 @@ over a loopback channel with the caller's credentials, and turns the answer (or 
 back into JSON. So auth, admission, limits, metrics and errors are the gateway's, once.
 """
 
+import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -45,6 +46,7 @@ class FrontConfig:
     gateway_address: str  # the gateway's loopback port
     max_body_bytes: int  # a unary body (or one line of a stream) larger than this: 413
     call_timeout_s: float
+    idle_timeout_s: float  # a body that sends nothing for this long is answered 408
     # With mutual TLS on the HTTP port every caller has a verified certificate, which counts
     # as admin (as on the gRPC port): calls without a token carry this one instead.
     verified_cert_token: str | None = None
@@ -63,12 +65,33 @@ def _failure(exc: ImsearchError, prefix: str = "") -> JSONResponse:
     return _too_large(message) if isinstance(exc, TooLarge) else _error(exc.code, message)
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
+class BodyIdle(Exception):
+    """The client stopped sending its body (a slow or stalled upload)."""
+
+
+async def _chunks(request: Request, idle_timeout_s: float) -> AsyncIterator[bytes]:
+    """The body's chunks; BodyIdle when none arrives for `idle_timeout_s`."""
+    stream = request.stream().__aiter__()
+    while True:
+        try:
+            chunk = await asyncio.wait_for(stream.__anext__(), idle_timeout_s)
+        except StopAsyncIteration:
+            return
+        except TimeoutError:
+            raise BodyIdle(f"no body data for {idle_timeout_s:g} s") from None
+        yield chunk
+
+
+def _idle(exc: BodyIdle, prefix: str = "") -> JSONResponse:
+    return JSONResponse(error_body(grpc.StatusCode.DEADLINE_EXCEEDED, f"{prefix}{exc}"), status_code=408)
+
+
+async def _read_body(request: Request, limit: int, idle_timeout_s: float) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise TooLarge(f"the body is {int(declared):,} bytes, over the limit of {limit:,}")
     chunks, size = [], 0
-    async for chunk in request.stream():
+    async for chunk in _chunks(request, idle_timeout_s):
         size += len(chunk)
         if size > limit:
             raise TooLarge(f"the body is over the limit of {limit:,} bytes")
@@ -76,10 +99,10 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-async def _json_lines(request: Request, limit: int) -> AsyncIterator[bytes]:
+async def _json_lines(request: Request, limit: int, idle_timeout_s: float) -> AsyncIterator[bytes]:
     """The lines of a newline-delimited JSON body as they arrive, each at most `limit` bytes."""
     pending = b""
-    async for chunk in request.stream():
+    async for chunk in _chunks(request, idle_timeout_s):
         pending += chunk
         *lines, pending = pending.split(b"\n")
         if len(pending) > limit:
@@ -145,7 +168,12 @@ class Transcoder:
         try:
             if binding.client_streaming:
                 return await self._stream(binding, variables, request)
-            body = await _read_body(request, self._config.max_body_bytes) if binding.body else b""
+            config = self._config
+            body = (
+                await _read_body(request, config.max_body_bytes, config.idle_timeout_s)
+                if binding.body
+                else b""
+            )
             message = request_message(binding, variables, body, list(request.query_params.multi_items()))
             call = self.channel().unary_unary(
                 binding.full_method,
@@ -158,6 +186,8 @@ class Transcoder:
             return JSONResponse(message_to_json(response))
         except ImsearchError as exc:
             return _failure(exc)
+        except BodyIdle as exc:
+            return _idle(exc)
         except grpc.aio.AioRpcError as exc:
             return self._rpc_error(exc)
 
@@ -173,7 +203,10 @@ class Transcoder:
         async def items() -> AsyncIterator[Message]:
             number = 0
             try:
-                async for line in _json_lines(request, self._config.max_body_bytes):
+                # Sooner than the gateway's own idle timer (the same setting), so that a stalled
+                # client hears 408 from here rather than DEADLINE_EXCEEDED (504) from there.
+                idle_s = 0.8 * self._config.idle_timeout_s
+                async for line in _json_lines(request, self._config.max_body_bytes, idle_s):
                     number += 1
                     item = message_from_json(parse_json(line), request_class())
                     yield apply_path(binding, variables, item)
@@ -181,6 +214,8 @@ class Transcoder:
                 failure.append(_failure(exc, f"line {number + 1}: "))
             except ImsearchError as exc:
                 failure.append(_failure(exc, f"line {number}: "))
+            except BodyIdle as exc:
+                failure.append(_idle(exc, f"after line {number}: "))
             except ClientDisconnect:
                 failure.append(_error(grpc.StatusCode.CANCELLED, "the client went away"))
 

@@ -8,10 +8,11 @@ from typing import Any
 import httpx
 import pytest
 
-from cli.suite import Suite, start_suite
+from cli.suite import Suite
 from imsearch.v1 import search_pb2
 from services.gateway.http.bindings import service_bindings
-from tests.helpers import MODEL_REPOSITORY, jpeg
+from tests.conftest import start_http_suite
+from tests.helpers import jpeg
 
 COLLECTION = "http_api"
 MODEL = "efficientnet_lite0"
@@ -23,13 +24,7 @@ def b64(data: bytes) -> str:
 
 @pytest.fixture(scope="module")
 def suite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Suite]:
-    running = start_suite(
-        tmp_path_factory.mktemp("http"),
-        listen="127.0.0.1:0",
-        model_repository=MODEL_REPOSITORY,
-        free_metrics_ports=True,
-        gateway_flags={"http_listen": "127.0.0.1:0"},
-    )
+    running = start_http_suite(tmp_path_factory.mktemp("http"))
     yield running
     running.stop()
 
@@ -254,6 +249,9 @@ def test_a_body_over_the_limit_is_413_before_it_is_read(http: httpx.Client, suit
     response = http.post(f"/v1/collections/{COLLECTION}:search", content=oversized)
     assert response.status_code == 413
     assert "limit" in error_of(response)["message"]
+    endless_line = b'{"id": "' + b"x" * (41 * 1024 * 1024)  # a stream has no total limit, a line has
+    streamed = http.post(f"/v1/collections/{COLLECTION}/images:stream", content=endless_line)
+    assert streamed.status_code == 413 and "line 1" in error_of(streamed)["message"]
     # The service is still up.
     assert http.get("/v1/collections").status_code == 200
 

@@ -2,20 +2,23 @@
 the statuses of a suite in trouble (a dependency down, admission full)."""
 
 import base64
+import json
 import ssl
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from cli.suite import Suite, start_suite
+from cli.suite import Suite
 from imsearch.core.auth import token_digest
 from imsearch.core.service_settings import InsecureBindRefused
 from services.gateway.settings import GatewaySettings
 from tests.certificates import CertificateAuthority
-from tests.helpers import MODEL_REPOSITORY, jpeg
+from tests.conftest import start_http_suite
+from tests.helpers import jpeg
 
 TOKENS = {"search": "h-search-0123", "write": "h-write-4567", "admin": "h-admin-89ab"}
 
@@ -31,17 +34,11 @@ def tls_suite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Suite,
     folder = tmp_path_factory.mktemp("http-tls")
     ca = CertificateAuthority(folder / "ca")
     server = ca.issue("gateway")
-    suite = start_suite(
+    suite = start_http_suite(
         folder / "data",
-        listen="127.0.0.1:0",
-        model_repository=MODEL_REPOSITORY,
-        free_metrics_ports=True,
-        gateway_flags={
-            "tls_cert": server.cert,
-            "tls_key": server.key,
-            "auth_file": auth_file(folder),
-            "http_listen": "127.0.0.1:0",
-        },
+        tls_cert=server.cert,
+        tls_key=server.key,
+        auth_file=auth_file(folder),
     )
     yield suite, ca
     suite.stop()
@@ -90,17 +87,11 @@ def test_mutual_tls_callers_count_as_admin(tmp_path: Path) -> None:
     ca, stranger = CertificateAuthority(tmp_path / "ca"), CertificateAuthority(tmp_path / "other", "other CA")
     server, caller = ca.issue("gateway"), ca.issue("caller", server=False)
     intruder = stranger.issue("intruder", server=False)
-    suite = start_suite(
+    suite = start_http_suite(
         tmp_path / "data",
-        listen="127.0.0.1:0",
-        model_repository=MODEL_REPOSITORY,
-        free_metrics_ports=True,
-        gateway_flags={
-            "tls_cert": server.cert,
-            "tls_key": server.key,
-            "tls_client_ca": ca.cert,
-            "http_listen": "127.0.0.1:0",
-        },
+        tls_cert=server.cert,
+        tls_key=server.key,
+        tls_client_ca=ca.cert,
     )
     try:
         assert suite.gateway.http_url is not None
@@ -129,14 +120,7 @@ def test_an_exposed_http_port_needs_tls_and_credentials() -> None:
 
 
 def test_a_stopped_encoder_is_503_and_full_admission_is_429(tmp_path: Path) -> None:
-    suite = start_suite(
-        tmp_path / "data",
-        listen="127.0.0.1:0",
-        model_repository=MODEL_REPOSITORY,
-        free_metrics_ports=True,
-        config={"gateway": {"max_concurrent_rpcs": 1}},
-        gateway_flags={"http_listen": "127.0.0.1:0"},
-    )
+    suite = start_http_suite(tmp_path / "data", config={"gateway": {"max_concurrent_rpcs": 1}})
     try:
         assert suite.gateway.http_url is not None
         image = base64.b64encode(jpeg(2, size=(1600, 1200))).decode()
@@ -163,13 +147,9 @@ def test_a_stopped_encoder_is_503_and_full_admission_is_429(tmp_path: Path) -> N
 
 
 def test_an_image_over_the_limit_is_413_not_429(tmp_path: Path) -> None:
-    suite = start_suite(
+    suite = start_http_suite(
         tmp_path / "data",
-        listen="127.0.0.1:0",
-        model_repository=MODEL_REPOSITORY,
-        free_metrics_ports=True,
         config={"gateway": {"max_image_bytes": 50_000}, "encoder": {"max_image_bytes": 50_000}},
-        gateway_flags={"http_listen": "127.0.0.1:0"},
     )
     try:
         assert suite.gateway.http_url is not None
@@ -179,5 +159,27 @@ def test_an_image_over_the_limit_is_413_not_429(tmp_path: Path) -> None:
             searched = http.post("/v1/search", json={"image": big})  # refused by the encoder
         assert added.status_code == 413 and "limit" in added.json()["message"]
         assert searched.status_code == 413, searched.text
+    finally:
+        suite.stop()
+
+
+def test_stalled_bodies_get_408_and_the_stream_keeps_what_came(tmp_path: Path) -> None:
+    suite = start_http_suite(tmp_path / "data", config={"gateway": {"stream_idle_timeout_s": 1}})
+    try:
+        assert suite.gateway.http_url is not None
+        line = json.dumps({"id": "before-stall", "image": base64.b64encode(jpeg(9)).decode()}).encode()
+
+        def stalling(first: bytes) -> Iterator[bytes]:
+            yield first
+            time.sleep(3)
+            yield b"\n"
+
+        with httpx.Client(base_url=suite.gateway.http_url, timeout=60) as http:
+            unary = http.post("/v1/search", content=stalling(b'{"topK": 1'))
+            assert unary.status_code == 408 and "no body data" in unary.json()["message"]
+            stream = http.post("/v1/images:stream", content=stalling(line + b"\n"))
+            assert stream.status_code == 408, stream.text
+            assert stream.headers["imsearch-items-stored"] == "1"
+            assert http.get("/v1/stats").json()["collection"]["points"] == "1"  # still up, one stored
     finally:
         suite.stop()
