@@ -5,8 +5,8 @@ Open loop (`--rate R`): requests start on a fixed schedule of R per second whate
 latency, and latency counts from the scheduled start (no coordinated omission).
 Stops after `--duration` seconds or `--count` requests. With `--metrics URL,...` it reads the
 services' Prometheus endpoints before and after and prints the mean time per stage.
-With `--http URL` the same queries then go to the HTTP/JSON front in the same way, and the two
-paths are printed side by side with their ratio.
+With `--http URL` the same queries go over gRPC and over the HTTP/JSON front in alternating
+rounds (`--rounds`, splitting `--duration`), and the two paths are printed with their ratio.
 """
 
 import argparse
@@ -63,9 +63,10 @@ def add_loadtest_arguments(parser: argparse.ArgumentParser) -> None:
         "--http",
         default=None,
         metavar="URL",
-        help="then the same load over the HTTP/JSON front at URL (e.g. http://127.0.0.1:8080), "
-        "printed beside the gRPC figures",
+        help="compare with the HTTP/JSON front at URL (e.g. http://127.0.0.1:8080): the same load "
+        "over gRPC and HTTP in alternating rounds, each path's figures and their ratio",
     )
+    parser.add_argument("--rounds", type=int, default=4, help="with --http: alternating rounds")
 
 
 @dataclass
@@ -243,23 +244,71 @@ def print_result(label: str, result: LoadResult) -> None:
     )
 
 
-def run_load(client: Searcher, queries: list[Query], args: argparse.Namespace, label: str) -> LoadResult:
+def run_load(
+    client: Searcher,
+    queries: list[Query],
+    args: argparse.Namespace,
+    label: str,
+    rounds: int = 1,
+) -> LoadResult:
+    """One run, or one of `rounds` that share --duration and --count."""
     options: dict[str, Any] = {"top_k": args.top_k, "index": args.index, "collection": args.collection}
     for query in queries[: args.warmup]:
         client.search(**query, **options)
+    seconds, count = args.duration / rounds, (max(1, args.count // rounds) if args.count else None)
     if args.rate:
-        result = open_loop(client, queries, args.rate, args.duration, args.count, **options)
+        result = open_loop(client, queries, args.rate, seconds, count, **options)
         print_result(f"{label} open loop at {args.rate:g}/s", result)
     else:
-        result = closed_loop(client, queries, args.concurrency, args.duration, args.count, **options)
+        result = closed_loop(client, queries, args.concurrency, seconds, count, **options)
         print_result(f"{label} closed loop, {args.concurrency} clients", result)
     return result
+
+
+def merged(results: list[LoadResult]) -> LoadResult:
+    total = LoadResult(elapsed=sum(r.elapsed for r in results))
+    for result in results:
+        total.latencies.extend(result.latencies)
+        for code, n in result.errors.items():
+            total.errors[code] += n
+    return total
+
+
+def compare_http(
+    client: SearchClient, http: HttpSearcher, queries: list[Query], args: argparse.Namespace
+) -> None:
+    """gRPC and HTTP in alternating rounds (the machine's background load falls on both alike);
+    the ratio printed is the median of the rounds' ratios."""
+    grpc_rounds, http_rounds = [], []
+    for _ in range(args.rounds):
+        grpc_rounds.append(run_load(client, queries, args, "  gRPC round", args.rounds))
+        http_rounds.append(run_load(http, queries, args, "  HTTP round", args.rounds))
+    print_result("gRPC", merged(grpc_rounds))
+    print_result("HTTP", merged(http_rounds))
+
+    def median_ratio(measure: Callable[[LoadResult], float]) -> float:
+        return float(
+            np.median([measure(h) / measure(g) for g, h in zip(grpc_rounds, http_rounds, strict=True)])
+        )
+
+    print(
+        f"HTTP / gRPC, median of {args.rounds} alternating rounds: "
+        f"p50 {median_ratio(lambda r: r.percentile(50)):.2f}x, "
+        f"p99 {median_ratio(lambda r: r.percentile(99)):.2f}x, "
+        f"QPS {median_ratio(lambda r: r.qps):.2f}x"
+    )
 
 
 def run_loadtest(args: argparse.Namespace) -> LoadResult:
     security = ClientSecurity.from_environment(args.tls_ca, args.token)
     client = SearchClient(gateway_address(args.gateway), security=security)
     queries = load_queries(args.images, args.query)
+    if args.http:
+        http = HttpSearcher(args.http, security.token, security.tls_ca)
+        compare_http(client, http, queries, args)
+        http.close()
+        client.close()
+        return LoadResult()
     urls = [u for u in args.metrics.split(",") if u]
     before = scrape_stages(urls) if urls else {}
     result = run_load(client, queries, args, "gRPC")
@@ -272,13 +321,4 @@ def run_loadtest(args: argparse.Namespace) -> LoadResult:
             if n:
                 print(f"  {key[0]:8s} {key[1]:14s} {1000 * total / n:8.2f} ms  x{int(n)}")
     client.close()
-    if args.http:
-        http = HttpSearcher(args.http, security.token, security.tls_ca)
-        over_http = run_load(http, queries, args, "HTTP")
-        http.close()
-        print(
-            f"HTTP / gRPC: p50 {over_http.percentile(50) / result.percentile(50):.2f}x, "
-            f"p99 {over_http.percentile(99) / result.percentile(99):.2f}x, "
-            f"QPS {over_http.qps / result.qps if result.qps else float('nan'):.2f}x"
-        )
     return result
