@@ -218,6 +218,18 @@ def cmd_models_export(args: argparse.Namespace) -> None:
     else:
         sys.exit(f"unknown model {args.name!r}; `imsearch models list` shows them")
     print(f"exported {args.name} to {result.onnx_path}; {result.describe()}{' (fp16)' if args.fp16 else ''}")
+    if args.int8:
+        from lab.zoo.quantize import calibration_images, quantize
+
+        if args.fp16:
+            sys.exit("--int8 quantizes the float32 export: leave out --fp16")
+        if not args.calibration.is_dir():
+            sys.exit(f"--int8 needs calibration images: {args.calibration} is not a folder")
+        images = calibration_images(
+            args.calibration, args.calibration_images, args.queries_per_class, args.seed
+        )
+        quantized = quantize(args.repository, args.name, images)
+        print(f"quantized {quantized.spec.name} to {quantized.onnx_path}; {quantized.describe()}")
 
 
 def cmd_models_variant(args: argparse.Namespace) -> None:
@@ -456,6 +468,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--weights", default="pretrained", help="pretrained (default), random, or a checkpoint"
     )
     exporting.add_argument("--fp16", action="store_true", help="float16 weights and arithmetic")
+    exporting.add_argument(
+        "--int8",
+        action="store_true",
+        help="also write NAME_int8: static int8 quantization (QDQ, per-channel 7-bit weights)",
+    )
+    exporting.add_argument(
+        "--calibration",
+        type=Path,
+        default=Path("../shared/data/caltech101"),
+        help="--int8: labelled image folders; only the gallery of the evaluation split is read",
+    )
+    exporting.add_argument("--calibration-images", type=int, default=200)
+    exporting.add_argument("--queries-per-class", type=int, default=10, help="--int8: the split to keep out")
+    exporting.add_argument("--seed", type=int, default=0)
     exporting.add_argument("--repository", type=Path, default=Path("model_repository"))
     exporting.set_defaults(func=cmd_models_export)
     variant = models_sub.add_parser(
