@@ -55,6 +55,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -65,6 +66,7 @@ from imsearch.core.errors import NotFound, Unavailable
 from imsearch.core.validation import validate_name
 from services.index.point_digest import digest_of
 from services.index.stores.base import MetadataFilter, ScoredPoint, StoredPoint
+from services.index.stores.lsh_write import UPSERT, LeasePassed, ShardKeys, upsert_shard
 
 # Probe candidates per table: single flips of the 8 least certain bits, pairs among the 6 least.
 _SINGLE_FLIPS = 8
@@ -158,6 +160,7 @@ class RedisLshStore:
         self._new_shards = shards or (CLUSTER_SHARDS if isinstance(client, RedisCluster) else 1)
         self._collections: dict[str, _Collection] = {}
         self._tokens: dict[str, int] = {}  # collection -> the lease token its writes carry
+        self._upsert_script = client.register_script(UPSERT)
 
     @property
     def client(self) -> RedisClient:
@@ -366,36 +369,35 @@ class RedisLshStore:
                 pipe.set(token_key, token)
             pipe.execute()
 
-    def _write(
-        self,
-        pipe: Any,
-        collection: str,
-        shard: int,
-        point: StoredPoint,
-        sig: np.ndarray,
-        old: np.ndarray | None,
-    ) -> None:
-        if old is not None:
-            for table, bucket in enumerate(old):
-                pipe.srem(self._key(collection, shard, "b", table, bucket), point.id)
-        for table, bucket in enumerate(sig):
-            pipe.sadd(self._key(collection, shard, "b", table, bucket), point.id)
-        pipe.hset(self._key(collection, shard, "vec"), point.id, point.vector.astype(np.float16).tobytes())
-        pipe.hset(self._key(collection, shard, "sig"), point.id, sig.tobytes())
-        pipe.hset(self._key(collection, shard, "meta"), point.id, json.dumps(point.metadata))
-        pipe.hset(self._key(collection, shard, "dig"), point.id, digest_of(point))
+    def _shard_keys(self, collection: str, shard: int) -> ShardKeys:
+        key = partial(self._key, collection, shard)
+        return ShardKeys(
+            key("epoch"), key("token"), key("sig"), key("vec"), key("meta"), key("dig"), key("b") + ":"
+        )
 
     def _rewrite(self, collection: str, points: Sequence[StoredPoint], sigs: np.ndarray) -> None:
-        """Writes points (float32 vectors) with their signatures, one transaction per shard."""
+        """Writes points (float32 vectors) with their signatures: one atomic script per shard
+        (services.index.stores.lsh_write), guarded like `_transact`."""
+        token = self._tokens.get(collection)
+        tables = sigs.shape[1]
+        vectors = np.stack([p.vector for p in points]).astype(np.float16)
         for shard, positions in self._by_shard(collection, [p.id for p in points]).items():
-
-            def build(
-                pipe: Any, old: list[np.ndarray | None], shard: int = shard, positions: list[int] = positions
-            ) -> None:
-                for k, i in enumerate(positions):
-                    self._write(pipe, collection, shard, points[i], sigs[i], old[k])
-
-            self._transact(collection, shard, [points[i].id for i in positions], build)
+            keys = self._shard_keys(collection, shard)
+            epoch = self._redis.get(keys.epoch)  # the script refuses to run once it has moved
+            rows = [
+                (
+                    points[i].id,
+                    sigs[i].astype("<u4").tobytes(),
+                    vectors[i].tobytes(),
+                    json.dumps(points[i].metadata),
+                    digest_of(points[i]),
+                )
+                for i in positions
+            ]
+            try:
+                upsert_shard(self._upsert_script, keys, epoch, token, tables, rows)
+            except LeasePassed:
+                raise FencedOut(f"the write lease of {collection!r} passed to another replica") from None
 
     def upsert(self, collection: str, points: Sequence[StoredPoint]) -> None:
         if not points:

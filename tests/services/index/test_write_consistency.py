@@ -2,6 +2,7 @@
 it, digests that find replaced points at start-up, and points stored before digests existed.
 The engine runs in-process over embedded Qdrant on disk and a real redis-server."""
 
+import hashlib
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -20,6 +21,7 @@ from imsearch.core.index_kind import IndexKind
 from imsearch.core.metrics import ServiceMetrics
 from services.index.engine import IndexEngine
 from services.index.stores.base import StoredPoint
+from services.index.stores.lsh_write import UPSERT
 from services.index.stores.qdrant_edge import QdrantEdgeStore
 from services.index.stores.qdrant_payload import ID_KEY, METADATA_KEY, point_uuid
 from services.index.stores.redis_lsh import LshParams, RedisLshStore
@@ -33,32 +35,48 @@ SPIN = (
 )
 
 
+UPSERT_SHA = hashlib.sha1(UPSERT.encode()).hexdigest()
+
+
 class StallingRedis(redis.Redis):
-    """A client whose next transaction meets a Redis that stalls for `stall_s` just before it
-    arrives: the only thing arranged is when the real stall starts."""
+    """A client whose next write (a transaction, or the LSH store's upsert script) meets a Redis
+    that stalls for `stall_s` just before it arrives: the only thing arranged is when the real
+    stall starts."""
 
     stall_s = 0.0
-    let_through = 0  # transactions that pass before the stall
+    let_through = 0  # writes that pass before the stall
     stall: threading.Thread | None = None
+
+    def _stall_now(self) -> bool:
+        if not self.stall_s:
+            return False
+        if self.let_through:
+            self.let_through -= 1
+            return False
+        seconds, self.stall_s = self.stall_s, 0.0
+        settings = {**self.connection_pool.connection_kwargs, "socket_timeout": None}
+        admin = redis.Redis(connection_pool=redis.ConnectionPool(**settings))
+        self.stall = threading.Thread(target=admin.eval, args=(SPIN, 0, int(seconds * 1e6)))
+        self.stall.start()
+        time.sleep(0.1)  # the script is running: Redis answers no one until it ends
+        return True
 
     def pipeline(self, transaction: bool = True, shard_hint: Any = None) -> Any:
         pipe = super().pipeline(transaction, shard_hint)
-        if transaction and self.stall_s and self.let_through:
-            self.let_through -= 1
-        elif transaction and self.stall_s:
-            seconds, self.stall_s = self.stall_s, 0.0
+        if transaction:
             execute = pipe.execute
 
             def stalled_execute(raise_on_error: bool = True) -> Any:
-                settings = {**self.connection_pool.connection_kwargs, "socket_timeout": None}
-                admin = redis.Redis(connection_pool=redis.ConnectionPool(**settings))
-                self.stall = threading.Thread(target=admin.eval, args=(SPIN, 0, int(seconds * 1e6)))
-                self.stall.start()
-                time.sleep(0.1)  # the script is running: Redis answers no one until it ends
+                self._stall_now()
                 return execute(raise_on_error)
 
             pipe.execute = stalled_execute  # type: ignore[method-assign]
         return pipe
+
+    def evalsha(self, sha: str, numkeys: int, *keys_and_args: Any) -> Any:
+        if sha == UPSERT_SHA:  # the LSH store's writes; not the lease's scripts
+            self._stall_now()
+        return super().evalsha(sha, numkeys, *keys_and_args)
 
 
 def stalling(server: EmbeddedRedis) -> StallingRedis:
