@@ -7,6 +7,7 @@ Each round loads a fresh collection into each of the three in turn (the machine 
 noisy, so they alternate); printed: the median vectors/s of each and the median of the
 rounds' ratios to Qdrant alone (issue 14's goal for the engine: >= 0.8x). The LSH store's
 collection is past its full-scan threshold, so its buckets are written, not only its vectors.
+No HNSW graph is built during the load, by Qdrant alone or by the engine.
 """
 
 import argparse
