@@ -84,6 +84,20 @@ class ServiceMetrics:
             ["model", "reason"],
             registry=self.registry,
         )
+        # The gateway's HTTP/JSON front (its calls also count above, as the gRPC calls they become).
+        self.http_requests = Counter(
+            "imsearch_http_requests_total",
+            "HTTP requests answered by the HTTP/JSON front, by route template and status.",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.http_seconds = Histogram(
+            "imsearch_http_request_seconds",
+            "HTTP request latency in the front, from request to response.",
+            ["method", "route"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
         self.index_points = Gauge(
             "imsearch_index_points",
             "Points stored, by collection and index.",

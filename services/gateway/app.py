@@ -61,7 +61,8 @@ def start_gateway(settings: GatewaySettings, connect_timeout: float = 60.0) -> G
     )
     if settings.http_listen is not None:
         try:
-            front = start_http_front(settings, f"127.0.0.1:{app.server.loopback_port}", front_token)
+            address = f"127.0.0.1:{app.server.loopback_port}"
+            front = start_http_front(settings, address, front_token, metrics)
         except BaseException:
             app.stop(0)
             raise
@@ -70,7 +71,9 @@ def start_gateway(settings: GatewaySettings, connect_timeout: float = 60.0) -> G
     return app
 
 
-def start_http_front(settings: GatewaySettings, gateway_address: str, front_token: str | None) -> HttpServer:
+def start_http_front(
+    settings: GatewaySettings, gateway_address: str, front_token: str | None, metrics: ServiceMetrics
+) -> HttpServer:
     """The HTTP/JSON API (search.proto's google.api.http paths) and the search page."""
     assert settings.http_listen is not None
     config = FrontConfig(
@@ -80,9 +83,8 @@ def start_http_front(settings: GatewaySettings, gateway_address: str, front_toke
         settings.stream_idle_timeout_s,
         front_token,
     )
-    app = create_app(
-        config, service_bindings(search_pb2.DESCRIPTOR.services_by_name["SearchService"]), load_openapi()
-    )
+    bindings = service_bindings(search_pb2.DESCRIPTOR.services_by_name["SearchService"])
+    app = create_app(config, bindings, load_openapi(), metrics)
     tls = (
         HttpTls(settings.tls_cert, settings.tls_key, settings.tls_client_ca)
         if settings.tls_cert and settings.tls_key

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from time import perf_counter
 from typing import Any
 
 import grpc
@@ -25,6 +26,7 @@ from starlette.staticfiles import StaticFiles
 
 from imsearch.core.channels import GRPC_OPTIONS
 from imsearch.core.errors import TOO_LARGE_TRAILER, ImsearchError, InvalidArgument, TooLarge
+from imsearch.core.metrics import ServiceMetrics
 from services.gateway.http.bindings import HttpBinding
 from services.gateway.http.status import error_body, http_status
 from services.gateway.http.transcode import (
@@ -119,9 +121,10 @@ async def _json_lines(request: Request, limit: int, idle_timeout_s: float) -> As
 class Transcoder:
     """Calls the gateway for one binding at a time, over one shared channel."""
 
-    def __init__(self, config: FrontConfig, bindings: list[HttpBinding]) -> None:
+    def __init__(self, config: FrontConfig, bindings: list[HttpBinding], metrics: ServiceMetrics) -> None:
         self._config = config
         self._bindings = bindings
+        self._metrics = metrics
         self._channel: grpc.aio.Channel | None = None
 
     def channel(self) -> grpc.aio.Channel:
@@ -153,7 +156,19 @@ class Transcoder:
         return []
 
     async def handle(self, request: Request) -> Response:
+        """The answer to one request, counted by route template (never the raw path: its
+        names would make the label set unbounded) and status."""
+        began = perf_counter()
         found = self.route(request.method, request.url.path)
+        route = found[0].template if isinstance(found, tuple) else "unmatched"
+        response = await self._answer(request, found)
+        self._metrics.http_requests.labels(request.method, route, str(response.status_code)).inc()
+        self._metrics.http_seconds.labels(request.method, route).observe(perf_counter() - began)
+        return response
+
+    async def _answer(
+        self, request: Request, found: tuple[HttpBinding, dict[str, str]] | bool | None
+    ) -> Response:
         if found is None:
             return _error(grpc.StatusCode.NOT_FOUND, f"no route {request.url.path}")
         if found is False:
@@ -243,9 +258,11 @@ class Transcoder:
         return _error(exc.code(), message, headers)
 
 
-def create_app(config: FrontConfig, bindings: list[HttpBinding], openapi: dict[str, Any]) -> Starlette:
+def create_app(
+    config: FrontConfig, bindings: list[HttpBinding], openapi: dict[str, Any], metrics: ServiceMetrics
+) -> Starlette:
     """The API under /v1, its OpenAPI description, and the search page at /."""
-    transcoder = Transcoder(config, bindings)
+    transcoder = Transcoder(config, bindings, metrics)
     # Every method reaches the transcoder, so a wrong one gets our JSON 405, not Starlette's text.
     methods = ["GET", "POST", "PUT", "PATCH", "DELETE"]
     openapi_json = json.dumps(openapi, indent=1).encode()

@@ -35,10 +35,11 @@ spreads over every master; a single Redis sees the same names. Under `<prefix>:`
     {<collection>.s<NN>}:epoch     int   raised by `fence`; every write transaction WATCHes it
     {<collection>.s<NN>}:token     int   the largest lease token that wrote the shard
     {<collection>.s<NN>}:b:<t>:<s> set   ids of the shard in bucket <s> of table <t>
-The writes of one batch to one shard are one MULTI/EXEC transaction: all of it lands or none,
-and none once `fence` has run (a transaction we timed out on may still reach a stalled Redis
-later). A batch over several shards is several transactions; the index service treats a
-failure of any as a failed write (services.index.repair settles the ids).
+The writes of one batch to one shard are atomic: an upsert is one Lua script (lsh_write.py), a
+delete one MULTI/EXEC transaction. All of it lands or none, and none once `fence` has run (a
+write we timed out on may still reach a stalled Redis later). A batch over several shards is
+several writes; the index service treats a failure of any as a failed write
+(services.index.repair settles the ids).
 
 Several index replicas share the store. Each caches a collection's config (planes, centre) and
 checks its version: a search reads it in the same pipeline as its buckets and starts again if

@@ -271,3 +271,18 @@ def test_the_page_and_the_openapi_description_are_served(http: httpx.Client) -> 
     document = http.get("/openapi.json").json()
     assert document["openapi"].startswith("3.1")
     assert "/v1/collections/{collection}:search" in document["paths"]
+
+
+def test_requests_are_counted_by_route_template(http: httpx.Client, suite: Suite) -> None:
+    http.get(f"/v1/collections/{COLLECTION}")
+    http.get("/v1/collections/no_such_collection")
+    http.get("/v1/nothing-here")
+    text = httpx.get(f"http://127.0.0.1:{suite.gateway.metrics_port}/metrics").text
+    assert (
+        'imsearch_http_requests_total{method="GET",route="/v1/collections/{collection}",status="200"}' in text
+    )
+    assert (
+        'imsearch_http_requests_total{method="GET",route="/v1/collections/{collection}",status="404"}' in text
+    )
+    assert 'route="unmatched",status="404"' in text
+    assert "no_such_collection" not in text  # names never become labels
