@@ -54,6 +54,17 @@ class DeadlineExceeded(ImsearchError):
     code = grpc.StatusCode.DEADLINE_EXCEEDED
 
 
+class StreamIdle(DeadlineExceeded):
+    """A client stream that sent nothing for the idle timeout: DEADLINE_EXCEEDED as gRPC has it,
+    marked so that HTTP can answer 408 (the client stalled), not 504 (we were slow)."""
+
+    def trailing_metadata(self) -> tuple[tuple[str, str], ...]:
+        return ((STREAM_IDLE_TRAILER, "1"),)
+
+
+STREAM_IDLE_TRAILER = "imsearch-stream-idle"
+
+
 class Cancelled(ImsearchError):
     code = grpc.StatusCode.CANCELLED
 

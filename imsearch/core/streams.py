@@ -11,7 +11,7 @@ import threading
 from collections.abc import Iterable, Iterator
 from typing import Generic, Literal, TypeVar
 
-from imsearch.core.errors import DeadlineExceeded
+from imsearch.core.errors import StreamIdle
 
 T = TypeVar("T")
 _Entry = tuple[Literal["item", "end", "error"], object]
@@ -51,7 +51,7 @@ class IdleTimeoutStream(Generic[T], Iterator[T]):
             kind, value = self._queue.get(timeout=self._idle_timeout_s)
         except queue.Empty:
             self.close()
-            raise DeadlineExceeded(
+            raise StreamIdle(
                 f"stream idle: no message for {self._idle_timeout_s:g} s; send the next one sooner "
                 "or close the stream"
             ) from None

@@ -1,10 +1,12 @@
 """Search pipeline: encode (encoder service) -> search (index service) -> rerank (here)."""
 
 import contextlib
+import contextvars
 import itertools
 import logging
 import re
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from typing import TypeVar
@@ -53,9 +55,10 @@ class BulkAddFailed(ImsearchError):
         named = f"item {position} (id {item_id!r})" if item_id else f"item {position}"
         super().__init__(f"{named}: {detail}; {before}, none after")
         self.stored = position
+        self._cause_trailers = cause.trailing_metadata() if isinstance(cause, ImsearchError) else ()
 
     def trailing_metadata(self) -> tuple[tuple[str, str], ...]:
-        return ((STORED_ITEMS_KEY, str(self.stored)),)
+        return ((STORED_ITEMS_KEY, str(self.stored)), *self._cause_trailers)
 
 
 T = TypeVar("T")
@@ -71,6 +74,26 @@ class AddOutcome:
         self.stored += more.stored
         self.duplicates.extend(more.duplicates)
         self.already_stored += more.already_stored
+
+
+@dataclass
+class PreparedAdd:
+    """The part of adding a batch that writes nothing, done ahead (add_stream encodes the next
+    batch while the index stores this one): the binding it was done for, the ids already
+    stored, and the embeddings and thumbnails of the other items, in order."""
+
+    binding: Binding
+    already_stored: set[str]
+    vectors: np.ndarray | None
+    thumbnails: list[bytes]
+
+
+@dataclass
+class _PendingBatch:
+    items: list[search_pb2.AddImageRequest]
+    first_position: int
+    collection: str
+    prepared: "Future[PreparedAdd]"
 
 
 # What the index answers when this gateway's binding of a collection is stale.
@@ -185,27 +208,58 @@ class SearchPipeline:
                 f"image is {len(item.image)} bytes, over the {self._settings.max_image_bytes}-byte limit"
             )
 
-    def add(self, items: Sequence[search_pb2.AddImageRequest], collection: str = "") -> AddOutcome:
+    def prepare_add(self, items: Sequence[search_pb2.AddImageRequest], collection: str = "") -> PreparedAdd:
+        """What `add` reads and encodes before it writes (see PreparedAdd)."""
+        binding = self.collections.resolve(collection)
+        stored = self._already_stored(binding, [item.id for item in items if item.skip_existing])
+        new = [item for item in items if item.id not in stored]
+        vectors, thumbnails = self._encode_new(binding, new) if new else (None, [])
+        return PreparedAdd(binding, stored, vectors, thumbnails)
+
+    def _encode_new(
+        self, binding: Binding, items: Sequence[search_pb2.AddImageRequest]
+    ) -> tuple[np.ndarray, list[bytes]]:
+        request = encoder_pb2.EncodeRequest(
+            model=binding.model,
+            images=[item.image for item in items],
+            thumbnail_size=self._settings.thumbnail_size,
+        )
+        return self._encode_images(request)
+
+    def add(
+        self,
+        items: Sequence[search_pb2.AddImageRequest],
+        collection: str = "",
+        prepared: PreparedAdd | None = None,
+    ) -> AddOutcome:
+        """Adds the items; `prepared` (from `prepare_add` on the same items) saves the encoding
+        when the collection's binding has not changed since."""
         for item in items:
             self._check_item(item)
             threshold_of(item)  # a bad duplicate policy fails before any encoding
 
         def store(binding: Binding) -> AddOutcome:
-            stored = self._already_stored(binding, [item.id for item in items if item.skip_existing])
+            ready = prepared if prepared is not None and prepared.binding == binding else None
+            if ready is not None:
+                stored = ready.already_stored
+            else:
+                stored = self._already_stored(binding, [item.id for item in items if item.skip_existing])
             new = [item for item in items if item.id not in stored]
             if not new:
                 return AddOutcome(0, [], len(items))
-            outcome = store_new(binding, new)
+            encoded = (
+                (ready.vectors, ready.thumbnails) if ready is not None and ready.vectors is not None else None
+            )
+            outcome = store_new(binding, new, encoded)
             outcome.already_stored = len(items) - len(new)
             return outcome
 
-        def store_new(binding: Binding, items: Sequence[search_pb2.AddImageRequest]) -> AddOutcome:
-            size = self._settings.thumbnail_size
-            vectors, thumbnails = self._encode_images(
-                encoder_pb2.EncodeRequest(
-                    model=binding.model, images=[item.image for item in items], thumbnail_size=size
-                )
-            )
+        def store_new(
+            binding: Binding,
+            items: Sequence[search_pb2.AddImageRequest],
+            encoded: tuple[np.ndarray, list[bytes]] | None,
+        ) -> AddOutcome:
+            vectors, thumbnails = encoded if encoded is not None else self._encode_new(binding, items)
             keep, duplicates = screen(items, vectors, partial(self._nearest_stored, binding))
             points = [
                 index_pb2.Point(
@@ -262,13 +316,35 @@ class SearchPipeline:
         The contract: on the first bad item the stream fails with BulkAddFailed, every item
         before it stored (or skipped as a duplicate) and none after; its message names the item
         by stream position and id. Every item goes to the collection the first one names.
+        Each full batch is encoded on a second thread while the one before it is stored (and
+        checked for duplicates against what is stored), so encoder and index work at once;
+        batches are stored in stream order.
         """
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="add-prefetch") as prefetch:
+            return self._add_stream(requests, prefetch)
+
+    def _add_stream(
+        self, requests: Iterable[search_pb2.AddImageRequest], prefetch: ThreadPoolExecutor
+    ) -> AddOutcome:
         done = AddOutcome(0, [])
         processed = 0
         seen: set[str] = set()
         batch: list[search_pb2.AddImageRequest] = []
         batch_bytes = 0
         collection: str | None = None
+        pending: _PendingBatch | None = None  # encoding ahead, stored next
+
+        def hand_over(next_batch: _PendingBatch | None) -> None:
+            """Stores the pending batch (while `next_batch` encodes) and queues `next_batch`."""
+            nonlocal pending
+            previous, pending = pending, next_batch
+            if previous is not None:
+                done.extend(
+                    self._add_batch(
+                        previous.items, previous.first_position, previous.collection, previous.prepared
+                    )
+                )
+
         items = iter(requests)
         for position in itertools.count():
             item_id = ""
@@ -290,32 +366,56 @@ class SearchPipeline:
                 if item.id in seen:
                     raise InvalidArgument(f"id {item.id!r} appears twice in the stream")
             except (ImsearchError, grpc.RpcError) as exc:
-                done.extend(
-                    self._add_batch(batch, processed, collection or "")
-                )  # the good items before it stay
+                hand_over(None)  # the good items before it stay
+                done.extend(self._add_batch(batch, processed, collection or ""))
                 raise BulkAddFailed(exc, position, item_id) from None
             seen.add(item.id)
             if batch and (
                 len(batch) == self._settings.add_batch
                 or batch_bytes + len(item.image) > self._settings.add_batch_bytes
             ):
-                done.extend(self._add_batch(batch, processed, collection))
+                if self._settings.add_pipeline:
+                    hand_over(self._prefetch(prefetch, batch, processed, collection))
+                else:
+                    done.extend(self._add_batch(batch, processed, collection))
                 processed += len(batch)
                 batch, batch_bytes = [], 0
             batch.append(item)
             batch_bytes += len(item.image)
+        hand_over(None)
         done.extend(self._add_batch(batch, processed, collection or ""))
         return done
 
+    def _prefetch(
+        self,
+        prefetch: ThreadPoolExecutor,
+        batch: list[search_pb2.AddImageRequest],
+        first_position: int,
+        collection: str,
+    ) -> "_PendingBatch":
+        # The caller's deadline (a context variable) goes along to the other thread.
+        future = prefetch.submit(contextvars.copy_context().run, self.prepare_add, batch, collection)
+        return _PendingBatch(batch, first_position, collection, future)
+
     def _add_batch(
-        self, batch: list[search_pb2.AddImageRequest], first_position: int, collection: str
+        self,
+        batch: list[search_pb2.AddImageRequest],
+        first_position: int,
+        collection: str,
+        prepared: "Future[PreparedAdd] | None" = None,
     ) -> AddOutcome:
         """Adds a batch whose first item is the stream's `first_position`th. If one item of it
-        is bad (INVALID_ARGUMENT), the items before that one are added singly, then it fails."""
+        is bad (INVALID_ARGUMENT), the items before that one are added singly, then it fails.
+        A failed `prepared` is not an answer: the batch is then added from scratch, which meets
+        the same error again and finds the item."""
         if not batch:
             return AddOutcome(0, [])
+        ready = None
+        if prepared is not None:
+            with contextlib.suppress(grpc.RpcError, ImsearchError):
+                ready = prepared.result()
         try:
-            return self.add(batch, collection)
+            return self.add(batch, collection, ready)
         except (grpc.RpcError, ImsearchError) as exc:
             if status_of(exc) != grpc.StatusCode.INVALID_ARGUMENT or len(batch) == 1:
                 raise BulkAddFailed(exc, first_position, batch[0].id) from None

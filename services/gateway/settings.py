@@ -23,6 +23,9 @@ class GatewaySettings(ServiceSettings):
     collection: str = ""  # empty: named after the model
     rerank_factor: int = 4  # rerank scores this many times top_k candidates
     add_batch: int = 16  # images per encode call in a bulk add
+    # A bulk add encodes the next batch while the index stores this one (off: one after the
+    # other). It pays when the encoder has CPUs (or a GPU) of its own; bench.ingest_e2e.
+    add_pipeline: bool = True
     max_batch_images: int = 64  # images per encode call in a batch search (the encoder's own limit)
     add_batch_bytes: int = 32 * 1024 * 1024  # and at most this many image bytes (gRPC caps at 64 MiB)
     max_image_bytes: int = 20 * 1024 * 1024  # per image, as the encoder's own limit

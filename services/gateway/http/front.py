@@ -25,7 +25,13 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from imsearch.core.channels import GRPC_OPTIONS
-from imsearch.core.errors import TOO_LARGE_TRAILER, ImsearchError, InvalidArgument, TooLarge
+from imsearch.core.errors import (
+    STREAM_IDLE_TRAILER,
+    TOO_LARGE_TRAILER,
+    ImsearchError,
+    InvalidArgument,
+    TooLarge,
+)
 from imsearch.core.metrics import ServiceMetrics
 from services.gateway.http.bindings import HttpBinding
 from services.gateway.http.status import error_body, http_status
@@ -247,14 +253,18 @@ class Transcoder:
         return JSONResponse(message_to_json(response))
 
     def _rpc_error(self, exc: grpc.aio.AioRpcError) -> JSONResponse:
-        headers, too_large = {}, False
+        headers, too_large, idle = {}, False, False
         for key, value in exc.trailing_metadata() or ():
             if key in FORWARDED_TRAILERS and isinstance(value, str):
                 headers[key] = value
             too_large = too_large or key == TOO_LARGE_TRAILER
+            idle = idle or key == STREAM_IDLE_TRAILER
         message = exc.details() or exc.code().name
         if too_large:
             return _too_large(message)
+        if idle:  # the gateway noticed the stalled client first
+            response = JSONResponse(error_body(exc.code(), message), status_code=408, headers=headers)
+            return response
         return _error(exc.code(), message, headers)
 
 

@@ -110,3 +110,14 @@ def test_bad_duplicate_requests(
     assert (error.value.code().name, message in (error.value.details() or "")) == (code, True), (
         error.value.details()
     )
+
+
+def test_a_stream_screens_each_batch_against_the_batches_stored_before_it(client: SearchClient) -> None:
+    """The gateway encodes the next batch (16 items) while it stores this one: the copy at
+    position 18 must still meet its original at position 3, stored one batch earlier."""
+    before = points(client)
+    items = [(f"s{i}", jpeg(500 + i), {}) for i in range(18)] + [("s3-copy", jpeg(503, quality=60), {})]
+    response = client.add_images_checked(items, C, on_duplicate="skip")
+    skipped = [(d.id, d.of) for d in response.duplicates if d.skipped]
+    assert skipped == [("s3-copy", "s3")]
+    assert response.added == 18 and points(client) == before + 18
