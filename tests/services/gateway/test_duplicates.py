@@ -5,6 +5,7 @@ colour (cosine about 0.6-0.7) while a recompressed copy stays close (0.99); by a
 all alike (0.90-0.95), real photos would not be."""
 
 from collections.abc import Iterator
+from typing import Any
 
 import grpc
 import pytest
@@ -116,7 +117,8 @@ def test_a_stream_screens_each_batch_against_the_batches_stored_before_it(client
     """The gateway encodes the next batch (16 items) while it stores this one: the copy at
     position 18 must still meet its original at position 3, stored one batch earlier."""
     before = points(client)
-    items = [(f"s{i}", jpeg(500 + i), {}) for i in range(18)] + [("s3-copy", jpeg(503, quality=60), {})]
+    items: list[tuple[str, bytes, dict[str, Any]]] = [(f"s{i}", jpeg(500 + i), {}) for i in range(18)]
+    items.append(("s3-copy", jpeg(503, quality=60), {}))
     response = client.add_images_checked(items, C, on_duplicate="skip")
     skipped = [(d.id, d.of) for d in response.duplicates if d.skipped]
     assert skipped == [("s3-copy", "s3")]
