@@ -278,6 +278,13 @@ def cmd_eval(args: argparse.Namespace) -> None:
         neighbours, alpha = args.query_expansion.split(",")
         expansion = QueryExpansion(int(neighbours), float(alpha))
         protocol["query expansion (neighbours, alpha)"] = args.query_expansion
+    k_reciprocal = None
+    if args.k_reciprocal:
+        from services.index.k_reciprocal import KReciprocal
+
+        k1, k2, weight, candidates = args.k_reciprocal.split(",")
+        k_reciprocal = KReciprocal(int(k1), int(k2), float(weight), int(candidates))
+        protocol["k-reciprocal re-ranking (k1, k2, lambda, candidates)"] = args.k_reciprocal
     results = run(
         splits,
         args.models.split(","),
@@ -286,6 +293,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
         args.repository,
         protocol,
         expansion=expansion,
+        k_reciprocal=k_reciprocal,
     )
     write(results, args.out, parents_for({item.label for item in first.gallery}))
     print((args.out / "report.md").read_text())
@@ -511,6 +519,12 @@ def build_parser() -> argparse.ArgumentParser:
     evaluation.add_argument("--index", default="exact,kdtree,lsh,hnsw")
     evaluation.add_argument(
         "--query-expansion", default="", metavar="N,ALPHA", help="alpha query expansion on every index search"
+    )
+    evaluation.add_argument(
+        "--k-reciprocal",
+        default="",
+        metavar="K1,K2,LAMBDA,CANDIDATES",
+        help="k-reciprocal re-ranking on every index search (the paper's: 20,6,0.3,100)",
     )
     evaluation.add_argument("--queries-per-class", type=int, default=3)
     evaluation.add_argument("--classes", type=int, default=None, help="a random subset of this many classes")

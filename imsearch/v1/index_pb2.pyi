@@ -309,6 +309,7 @@ class SearchVectorRequest(_message.Message):
     WHERE_FIELD_NUMBER: _builtins.int
     EXPANSION_FIELD_NUMBER: _builtins.int
     WITH_THUMBNAILS_FIELD_NUMBER: _builtins.int
+    K_RECIPROCAL_FIELD_NUMBER: _builtins.int
     collection: _builtins.str
     top_k: _builtins.int
     index: Global___IndexKind.ValueType
@@ -350,6 +351,10 @@ class SearchVectorRequest(_message.Message):
     def expansion(self) -> Global___QueryExpansion:
         """Alpha query expansion before the search (unset: none)."""
 
+    @_builtins.property
+    def k_reciprocal(self) -> Global___KReciprocal:
+        """k-reciprocal re-ranking of the nearest `candidates` before paging (unset: none)."""
+
     def __init__(
         self,
         *,
@@ -370,16 +375,56 @@ class SearchVectorRequest(_message.Message):
         where: Global___Filter | None = ...,
         expansion: Global___QueryExpansion | None = ...,
         with_thumbnails: _builtins.bool = ...,
+        k_reciprocal: Global___KReciprocal | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_min_score", b"_min_score", "expansion", b"expansion", "filter", b"filter", "min_score", b"min_score", "where", b"where"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_min_score", b"_min_score", "expansion", b"expansion", "filter", b"filter", "k_reciprocal", b"k_reciprocal", "min_score", b"min_score", "where", b"where"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_min_score", b"_min_score", "collection", b"collection", "expansion", b"expansion", "filter", b"filter", "index", b"index", "min_score", b"min_score", "model", b"model", "negative_ids", b"negative_ids", "negative_vectors", b"negative_vectors", "offset", b"offset", "positive_ids", b"positive_ids", "positive_vectors", b"positive_vectors", "strategy", b"strategy", "top_k", b"top_k", "vector", b"vector", "where", b"where", "with_thumbnails", b"with_thumbnails", "with_vectors", b"with_vectors"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_min_score", b"_min_score", "collection", b"collection", "expansion", b"expansion", "filter", b"filter", "index", b"index", "k_reciprocal", b"k_reciprocal", "min_score", b"min_score", "model", b"model", "negative_ids", b"negative_ids", "negative_vectors", b"negative_vectors", "offset", b"offset", "positive_ids", b"positive_ids", "positive_vectors", b"positive_vectors", "strategy", b"strategy", "top_k", b"top_k", "vector", b"vector", "where", b"where", "with_thumbnails", b"with_thumbnails", "with_vectors", b"with_vectors"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__min_score: _TypeAlias = _typing.Literal["min_score"]  # noqa: Y015
     _WhichOneofArgType__min_score: _TypeAlias = _typing.Literal["_min_score", b"_min_score"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType__min_score) -> _WhichOneofReturnType__min_score | None: ...
 
 Global___SearchVectorRequest: _TypeAlias = SearchVectorRequest  # noqa: Y015
+
+@_typing.final
+class KReciprocal(_message.Message):
+    """k-reciprocal re-ranking (Zhong et al., 2017): the query's nearest `candidates` reordered by
+    the Jaccard distance between k-reciprocal neighbour sets, mixed with the original distance.
+    Hits then score 1 - that distance. Unset fields take the paper's defaults.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    K1_FIELD_NUMBER: _builtins.int
+    K2_FIELD_NUMBER: _builtins.int
+    ORIGINAL_WEIGHT_FIELD_NUMBER: _builtins.int
+    CANDIDATES_FIELD_NUMBER: _builtins.int
+    k1: _builtins.int
+    """1..candidates-1; 0 means 20"""
+    k2: _builtins.int
+    """1..k1, local query expansion; 0 means 6"""
+    original_weight: _builtins.float
+    """lambda, 0..1; unset means 0.3"""
+    candidates: _builtins.int
+    """2..500, at least offset + top_k; 0 means 100"""
+    def __init__(
+        self,
+        *,
+        k1: _builtins.int = ...,
+        k2: _builtins.int = ...,
+        original_weight: _builtins.float | None = ...,
+        candidates: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_original_weight", b"_original_weight", "original_weight", b"original_weight"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_original_weight", b"_original_weight", "candidates", b"candidates", "k1", b"k1", "k2", b"k2", "original_weight", b"original_weight"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__original_weight: _TypeAlias = _typing.Literal["original_weight"]  # noqa: Y015
+    _WhichOneofArgType__original_weight: _TypeAlias = _typing.Literal["_original_weight", b"_original_weight"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__original_weight) -> _WhichOneofReturnType__original_weight | None: ...
+
+Global___KReciprocal: _TypeAlias = KReciprocal  # noqa: Y015
 
 @_typing.final
 class QueryExpansion(_message.Message):

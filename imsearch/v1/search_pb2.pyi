@@ -246,6 +246,7 @@ class SearchRequest(_message.Message):
     TEXT_FIELD_NUMBER: _builtins.int
     EXPANSION_FIELD_NUMBER: _builtins.int
     WITH_THUMBNAILS_FIELD_NUMBER: _builtins.int
+    K_RECIPROCAL_FIELD_NUMBER: _builtins.int
     image: _builtins.bytes
     top_k: _builtins.int
     """1..1000; 0 means 10."""
@@ -300,6 +301,12 @@ class SearchRequest(_message.Message):
     def expansion(self) -> _index_pb2.QueryExpansion:
         """Alpha query expansion in the index before the search (index.proto; unset: none)."""
 
+    @_builtins.property
+    def k_reciprocal(self) -> _index_pb2.KReciprocal:
+        """k-reciprocal re-ranking in the index (index.proto; unset: none). The gateway's own rerank
+        is then off, so the order it makes is the one returned.
+        """
+
     def __init__(
         self,
         *,
@@ -323,10 +330,11 @@ class SearchRequest(_message.Message):
         text: _builtins.str = ...,
         expansion: _index_pb2.QueryExpansion | None = ...,
         with_thumbnails: _builtins.bool = ...,
+        k_reciprocal: _index_pb2.KReciprocal | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_min_score", b"_min_score", "box", b"box", "expansion", b"expansion", "filter", b"filter", "min_score", b"min_score", "where", b"where"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_min_score", b"_min_score", "box", b"box", "expansion", b"expansion", "filter", b"filter", "k_reciprocal", b"k_reciprocal", "min_score", b"min_score", "where", b"where"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_min_score", b"_min_score", "box", b"box", "collection", b"collection", "expansion", b"expansion", "filter", b"filter", "image", b"image", "index", b"index", "min_score", b"min_score", "negative_ids", b"negative_ids", "negative_images", b"negative_images", "offset", b"offset", "omit_metadata", b"omit_metadata", "positive_ids", b"positive_ids", "positive_images", b"positive_images", "rerank", b"rerank", "strategy", b"strategy", "text", b"text", "top_k", b"top_k", "where", b"where", "with_thumbnails", b"with_thumbnails", "with_vectors", b"with_vectors"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_min_score", b"_min_score", "box", b"box", "collection", b"collection", "expansion", b"expansion", "filter", b"filter", "image", b"image", "index", b"index", "k_reciprocal", b"k_reciprocal", "min_score", b"min_score", "negative_ids", b"negative_ids", "negative_images", b"negative_images", "offset", b"offset", "omit_metadata", b"omit_metadata", "positive_ids", b"positive_ids", "positive_images", b"positive_images", "rerank", b"rerank", "strategy", b"strategy", "text", b"text", "top_k", b"top_k", "where", b"where", "with_thumbnails", b"with_thumbnails", "with_vectors", b"with_vectors"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__min_score: _TypeAlias = _typing.Literal["min_score"]  # noqa: Y015
     _WhichOneofArgType__min_score: _TypeAlias = _typing.Literal["_min_score", b"_min_score"]  # noqa: Y015

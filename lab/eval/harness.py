@@ -36,6 +36,7 @@ from lab.eval.results import (
 from services.encoder.engine import Encoder
 from services.encoder.settings import EncoderSettings
 from services.index.engine import IndexEngine
+from services.index.k_reciprocal import KReciprocal
 from services.index.query_expansion import QueryExpansion
 from services.index.stores.qdrant_edge import QdrantEdgeStore
 from services.index.stores.redis_lsh import LshParams, RedisLshStore
@@ -76,6 +77,7 @@ def evaluate_split(
     collection: str,
     cache: EmbeddingCache,
     expansion: QueryExpansion | None = None,
+    k_reciprocal: KReciprocal | None = None,
 ) -> SplitOutcome:
     labels = np.asarray([item.label for item in data.gallery])
     gallery = cache.get([item.path for item in data.gallery])
@@ -93,7 +95,16 @@ def evaluate_split(
     def search(index: str, query: np.ndarray) -> list[int]:
         if tree is not None and index == KDTREE:
             return [int(i) for i in tree.query(query[None, :], k=k, return_distance=False)[0]]
-        found = engine.search(collection, query, k, IndexKind(index), None, False, expansion=expansion)
+        found = engine.search(
+            collection,
+            query,
+            k,
+            IndexKind(index),
+            None,
+            False,
+            expansion=expansion,
+            k_reciprocal=k_reciprocal,
+        )
         return [int(h.id) for h in found.hits]
 
     scores: dict[str, dict[str, list[float]]] = {i: {name: [] for name in AT_K} for i in indexes}
@@ -176,6 +187,7 @@ def run(
     protocol: dict[str, str | int],
     labels: dict[str, str] | None = None,
     expansion: QueryExpansion | None = None,
+    k_reciprocal: KReciprocal | None = None,
 ) -> EvalResults:
     """`splits` by seed. `models` is a list, or per seed a list (models trained on that seed's
     split), in which case `labels` names the row each per-seed model is reported under.
@@ -206,7 +218,16 @@ def run(
                 for seed, data in splits.items():
                     if model in per_seed[seed]:
                         outcome = evaluate_split(
-                            encoder, model, data, indexes, k, engine, f"{model}-seed{seed}", cache, expansion
+                            encoder,
+                            model,
+                            data,
+                            indexes,
+                            k,
+                            engine,
+                            f"{model}-seed{seed}",
+                            cache,
+                            expansion,
+                            k_reciprocal,
                         )
                         rows.setdefault(row, []).append(outcome)
                 spec = encoder.spec(model)

@@ -99,9 +99,13 @@ def plan_query(request: search_pb2.SearchRequest) -> QueryPlan:
         if not request.image:
             raise InvalidArgument("box is a region of `image`: give the image too")
         regions = [request.box] + [encoder_pb2.Box()] * (len(positives) + len(negatives) - 1)
-    do_rerank = not by_example and (
-        request.rerank == search_pb2.RERANK_ON
-        or (request.rerank == search_pb2.RERANK_DEFAULT and index is IndexKind.LSH)
+    do_rerank = (
+        not by_example
+        and not request.HasField("k_reciprocal")
+        and (
+            request.rerank == search_pb2.RERANK_ON
+            or (request.rerank == search_pb2.RERANK_DEFAULT and index is IndexKind.LSH)
+        )
     )
     return QueryPlan(
         request, top_k, index, min_score, positives, negatives, regions, by_example, do_rerank, request.text
@@ -122,6 +126,7 @@ def vector_request(
         with_vectors=plan.rerank or request.with_vectors,
         with_thumbnails=request.with_thumbnails,
         expansion=request.expansion if request.HasField("expansion") else None,
+        k_reciprocal=request.k_reciprocal if request.HasField("k_reciprocal") else None,
     )
     if plan.by_example:
         found = [] if vectors is None else [index_pb2.Vector(values=v.tolist()) for v in vectors]

@@ -39,6 +39,7 @@ from imsearch.core.validation import (
 from services.index.disk_guard import DiskGuard
 from services.index.duplicates import DuplicateGroups, find_groups
 from services.index.examples import Examples, ExampleStrategy, average_query, best_scores
+from services.index.k_reciprocal import KReciprocal, reranked
 from services.index.lease import CollectionLeases
 from services.index.point_digest import point_digest
 from services.index.query_expansion import QueryExpansion, expanded_query
@@ -422,15 +423,38 @@ class IndexEngine:
         offset: int = 0,
         min_score: float | None = None,
         expansion: QueryExpansion | None = None,
+        k_reciprocal: KReciprocal | None = None,
     ) -> SearchOutcome:
         validate_page(top_k, offset, min_score)
         query = self._check_vector(collection, values, "query vector")
         if expansion is not None:
             expansion.validate()
             query = self._expand(collection, query, index, metadata_filter, expansion)
-        outcome = self._nearest(collection, query, top_k + offset, index, metadata_filter, with_vectors)
+        if k_reciprocal is None:
+            outcome = self._nearest(collection, query, top_k + offset, index, metadata_filter, with_vectors)
+        else:
+            k_reciprocal.validate(top_k + offset)
+            outcome = self._nearest(collection, query, k_reciprocal.candidates, index, metadata_filter, True)
+            outcome.hits = self._k_reciprocal(query, outcome.hits, k_reciprocal, with_vectors)
         outcome.hits = _page(outcome.hits, offset, top_k, min_score, leave_out=set())
         return outcome
+
+    @staticmethod
+    def _k_reciprocal(
+        query: np.ndarray, hits: list[ScoredPoint], params: KReciprocal, with_vectors: bool
+    ) -> list[ScoredPoint]:
+        """The hits reordered (services.index.k_reciprocal), scored 1 - the final distance."""
+        if len(hits) > 1:
+            order, scores = reranked(
+                query, np.stack([h.vector for h in hits if h.vector is not None]), params
+            )
+            hits = [hits[i] for i in order]
+            for hit, score in zip(hits, scores, strict=True):
+                hit.score = float(score)
+        if not with_vectors:
+            for hit in hits:
+                hit.vector = None
+        return hits
 
     def search_by_example(
         self,

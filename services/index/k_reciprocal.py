@@ -7,7 +7,7 @@ gets a weighted set of its k-reciprocal neighbours (expanded by theirs, as the p
 code does); the Jaccard distance between the query's set and a candidate's, mixed with the
 original distance (lambda), gives the new order. As usual in practice, the neighbourhoods are
 taken within the query's `candidates` nearest (not the whole collection), so the cost is a
-(candidates + 1)^2 similarity matrix per query.
+few (candidates + 1)^2 matrices per query.
 """
 
 from dataclasses import dataclass
@@ -41,38 +41,39 @@ class KReciprocal:
             raise InvalidArgument("k-reciprocal lambda must be between 0 and 1")
 
 
-def _reciprocal(rank: np.ndarray, i: int, k: int) -> np.ndarray:
-    forward = rank[i, : k + 1]
-    backward = rank[forward, : k + 1]
-    return forward[np.any(backward == i, axis=1)]
+def _reciprocal_sets(rank: np.ndarray, k: int) -> np.ndarray:
+    """(n, n) booleans: j is a k-reciprocal neighbour of i (each among the other's k + 1
+    nearest, itself included, as in the paper's code)."""
+    count = rank.shape[0]
+    nearest = np.zeros((count, count), dtype=bool)
+    nearest[np.arange(count)[:, None], rank[:, : k + 1]] = True
+    reciprocal: np.ndarray = nearest & nearest.T
+    return reciprocal
 
 
 def reranked(query: np.ndarray, candidates: np.ndarray, params: KReciprocal) -> tuple[np.ndarray, np.ndarray]:
     """(order of the candidates, best first; their scores, 1 - the final distance). `query` is
-    a unit vector, `candidates` (n, dim) unit vectors."""
+    a unit vector, `candidates` (n, dim) unit vectors. Set operations are boolean matrices, so
+    a query costs a few (n + 1)^2 array operations, not a Python loop per point."""
     points = np.vstack([query[None, :], candidates]).astype(np.float32)
-    count = points.shape[0]
     similarity = np.clip(points @ points.T, -1.0, 1.0)
     distance = 2.0 - 2.0 * similarity  # squared Euclidean between unit vectors
     np.fill_diagonal(distance, 0.0)
     distance = (distance / np.maximum(distance.max(axis=0, keepdims=True), 1e-12)).T
     rank = np.argsort(distance, axis=1, kind="stable")
-    half = int(np.around(params.k1 / 2.0))
-    weights = np.zeros((count, count), dtype=np.float32)
-    for i in range(count):
-        reciprocal = _reciprocal(rank, i, params.k1)
-        expansion = reciprocal
-        for candidate in reciprocal:
-            theirs = _reciprocal(rank, int(candidate), half)
-            if len(np.intersect1d(theirs, reciprocal)) > 2.0 / 3.0 * len(theirs):
-                expansion = np.append(expansion, theirs)
-        expansion = np.unique(expansion)
-        weight = np.exp(-distance[i, expansion])
-        weights[i, expansion] = weight / weight.sum()
+    sets = _reciprocal_sets(rank, params.k1)
+    halves = _reciprocal_sets(rank, int(np.around(params.k1 / 2.0)))
+    # A candidate c of i's set brings its own half-size set along when at least two thirds of
+    # that set are in i's: shared[c, i] = |half(c) & set(i)|.
+    shared = halves.astype(np.int32) @ sets.T.astype(np.int32)
+    brings = shared > (2.0 / 3.0) * halves.sum(axis=1, keepdims=True)
+    expansion = sets | ((sets & brings.T).astype(np.int32) @ halves.astype(np.int32) > 0)
+    weights = np.where(expansion, np.exp(-distance), 0.0).astype(np.float32)
+    weights /= weights.sum(axis=1, keepdims=True)
     if params.k2 > 1:
-        weights = np.stack([weights[rank[i, : params.k2]].mean(axis=0) for i in range(count)])
-    shared = np.minimum(weights[0][None, :], weights).sum(axis=1)  # rows sum to 1: max = 2 - min
-    jaccard = 1.0 - shared / (2.0 - shared)
+        weights = weights[rank[:, : params.k2]].mean(axis=1)
+    common = np.minimum(weights[0][None, :], weights).sum(axis=1)  # rows sum to 1: max = 2 - min
+    jaccard = 1.0 - common / (2.0 - common)
     final = jaccard * (1.0 - params.lambda_) + distance[0] * params.lambda_
     order = np.argsort(final[1:], kind="stable")
     scores: np.ndarray = (1.0 - final[1:][order]).astype(np.float32)

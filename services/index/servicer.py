@@ -13,6 +13,7 @@ from imsearch.core.validation import validate_name
 from imsearch.v1 import index_pb2, index_pb2_grpc
 from services.index.engine import IndexEngine, IndexParameters, NewPoint
 from services.index.examples import Examples, ExampleStrategy
+from services.index.k_reciprocal import KReciprocal
 from services.index.query_expansion import QueryExpansion
 from services.index.stores.base import INT8
 
@@ -37,6 +38,17 @@ def examples_of(request: index_pb2.SearchVectorRequest) -> Examples:
         positive_vectors=vectors(request.positive_vectors),
         negative_vectors=vectors(request.negative_vectors),
         strategy=ExampleStrategy.from_proto(request.strategy),
+    )
+
+
+def k_reciprocal_of(message: index_pb2.KReciprocal) -> KReciprocal:
+    """The message's parameters, unset ones at the paper's defaults."""
+    default = KReciprocal()
+    return KReciprocal(
+        message.k1 or default.k1,
+        message.k2 or default.k2,
+        message.original_weight if message.HasField("original_weight") else default.lambda_,
+        message.candidates or default.candidates,
     )
 
 
@@ -123,11 +135,20 @@ class IndexServicer(index_pb2_grpc.IndexServiceServicer):
             request.offset,
             request.min_score if request.HasField("min_score") else None,
         )
-        if request.HasField("expansion"):
+        if request.HasField("expansion") or request.HasField("k_reciprocal"):
             if examples:
-                raise InvalidArgument("query expansion is for a search by vector, not by example")
-            expansion = QueryExpansion(request.expansion.neighbours, request.expansion.alpha)
-            outcome = self._engine.search(collection, request.vector, *arguments, expansion=expansion)
+                raise InvalidArgument(
+                    "query expansion and k-reciprocal re-ranking are for a search by vector"
+                )
+            expansion = (
+                QueryExpansion(request.expansion.neighbours, request.expansion.alpha)
+                if request.HasField("expansion")
+                else None
+            )
+            k_reciprocal = k_reciprocal_of(request.k_reciprocal) if request.HasField("k_reciprocal") else None
+            outcome = self._engine.search(
+                collection, request.vector, *arguments, expansion=expansion, k_reciprocal=k_reciprocal
+            )
         elif examples:
             if request.vector:
                 examples.positive_vectors.append(np.asarray(request.vector, dtype=np.float32))

@@ -12,7 +12,7 @@ from PIL import Image
 
 from cli.suite import Suite
 from imsearch.client import SearchClient
-from imsearch.v1 import search_pb2, search_pb2_grpc
+from imsearch.v1 import index_pb2, search_pb2, search_pb2_grpc
 from imsearch.v1.encoder_pb2 import Box
 from tests.helpers import jpeg
 
@@ -226,3 +226,18 @@ def test_query_expansion_reaches_the_index(client: SearchClient, index: str) -> 
     with pytest.raises(grpc.RpcError) as refused:
         client.search(jpeg(3), index=index, expansion=(0, 3.0))
     assert refused.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_k_reciprocal_re_ranking_is_passed_to_the_index_and_not_re_sorted(suite: Suite) -> None:
+    stub = search_pb2_grpc.SearchServiceStub(grpc.insecure_channel(suite.address))
+    request = search_pb2.SearchRequest(
+        image=jpeg(3),
+        top_k=5,
+        index=index_pb2.INDEX_KIND_LSH,
+        k_reciprocal=index_pb2.KReciprocal(k1=8, candidates=20),
+    )
+    response = stub.Search(request, timeout=60)
+    assert len(response.results) == 5 and not response.reranked  # LSH's default rerank is off
+    assert response.results[0].id == "g3"
+    scores = [r.score for r in response.results]
+    assert scores == sorted(scores, reverse=True)
