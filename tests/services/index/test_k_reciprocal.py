@@ -1,7 +1,6 @@
 """k-reciprocal re-ranking: on noisy clustered vectors it ranks more of the query's class
 first than cosine does; with lambda 1 it is cosine; bad parameters are refused."""
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -12,14 +11,11 @@ import redis
 from devtools.embedded_redis import EmbeddedRedis
 from imsearch.core.errors import InvalidArgument
 from imsearch.core.index_kind import IndexKind
-from imsearch.core.metrics import ServiceMetrics
 from imsearch.v1 import index_pb2, index_pb2_grpc
 from services.index.app import start_index
 from services.index.engine import IndexEngine
 from services.index.k_reciprocal import KReciprocal, reranked
 from services.index.settings import IndexSettings
-from services.index.stores.qdrant_edge import QdrantEdgeStore
-from services.index.stores.redis_lsh import LshParams, RedisLshStore
 
 DIM, PER_CLASS, CLASSES, NOISE = 64, 40, 5, 1.6
 
@@ -79,17 +75,6 @@ def test_lambda_one_is_the_cosine_order(clusters: tuple[np.ndarray, np.ndarray, 
 def test_bad_parameters_are_refused(params: KReciprocal) -> None:
     with pytest.raises(InvalidArgument):
         params.validate(top_k=10)
-
-
-@pytest.fixture
-def engine(tmp_path: Path, redis_server: EmbeddedRedis) -> Iterator[IndexEngine]:
-    client = redis.Redis.from_url(redis_server.url)
-    client.flushdb()
-    opened = IndexEngine(
-        QdrantEdgeStore(tmp_path / "q"), RedisLshStore(client, LshParams()), ServiceMetrics("t")
-    )
-    yield opened
-    opened.close()
 
 
 def test_every_index_reranks_its_candidates(

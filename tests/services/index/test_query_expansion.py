@@ -1,7 +1,6 @@
 """Alpha query expansion in the index: the expanded query is the reference formula's, it is
 searched on the index asked for, and bad parameters are refused through gRPC."""
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -12,31 +11,17 @@ import redis
 from devtools.embedded_redis import EmbeddedRedis
 from imsearch.core.errors import InvalidArgument
 from imsearch.core.index_kind import IndexKind
-from imsearch.core.metrics import ServiceMetrics
 from imsearch.v1 import index_pb2, index_pb2_grpc
 from services.index.app import start_index
 from services.index.engine import IndexEngine
 from services.index.query_expansion import QueryExpansion, expanded_query
 from services.index.settings import IndexSettings
-from services.index.stores.qdrant_edge import QdrantEdgeStore
-from services.index.stores.redis_lsh import LshParams, RedisLshStore
 
 DIM = 32
 
 
 def unit(rows: np.ndarray) -> np.ndarray:
     return (rows / np.linalg.norm(rows, axis=-1, keepdims=True)).astype(np.float32)
-
-
-@pytest.fixture
-def engine(tmp_path: Path, redis_server: EmbeddedRedis) -> Iterator[IndexEngine]:
-    client = redis.Redis.from_url(redis_server.url)
-    client.flushdb()
-    opened = IndexEngine(
-        QdrantEdgeStore(tmp_path / "q"), RedisLshStore(client, LshParams()), ServiceMetrics("t")
-    )
-    yield opened
-    opened.close()
 
 
 def test_the_expanded_query_is_searched(engine: IndexEngine) -> None:
