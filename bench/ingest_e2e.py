@@ -14,7 +14,6 @@ making the 160-pixel thumbnails the gateway asks for on every add.
 """
 
 import argparse
-import os
 import statistics
 import subprocess
 import sys
@@ -23,51 +22,41 @@ import time
 from pathlib import Path
 
 from bench.queries import gallery_and_queries
+from bench.scaling import start, start_encoder
 from devtools.embedded_redis import EmbeddedRedis
 from devtools.ports import free_port
 from imsearch.client import SearchClient
-from imsearch.core.channels import open_channel, wait_for_channel
+from imsearch.core.channels import open_channel
 from imsearch.v1 import encoder_pb2, encoder_pb2_grpc
 
 BATCH = 16  # the gateway's add_batch default
 
 
-def start(name: str, core: int | None, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    pin = ["taskset", "--cpu-list", str(core)] if core is not None else []
-    module = "services.gateway" if name.startswith("gateway") else f"services.{name}"
-    return subprocess.Popen([*pin, sys.executable, "-m", module], env=env, stderr=subprocess.DEVNULL)
-
-
 def start_services(
     data_dir: Path, redis_url: str, pin: bool
 ) -> tuple[list[subprocess.Popen[bytes]], dict[str, str]]:
-    ports = {name: free_port() for name in ("encoder", "index", "gateway_pipelined", "gateway_serial")}
-    base = dict(os.environ, **{f"IMSEARCH_{s}_METRICS_PORT": "-1" for s in ("INDEX", "ENCODER", "GATEWAY")})
-    envs = {
-        "encoder": {
-            "IMSEARCH_ENCODER_LISTEN": f"127.0.0.1:{ports['encoder']}",
-            "IMSEARCH_ENCODER_INTRA_OP_THREADS": "1",
-        },
-        "index": {
-            "IMSEARCH_INDEX_LISTEN": f"127.0.0.1:{ports['index']}",
-            "IMSEARCH_INDEX_DATA_DIR": str(data_dir),
-            "IMSEARCH_INDEX_REDIS_URL": redis_url,
-        },
-    }
+    """Encoder (one thread, core 0), index and the two gateways (core 1), each SERVING."""
+    on_core_1 = ["taskset", "--cpu-list", "1"] if pin else []
+    encoder, encoder_address = start_encoder(1, 0 if pin else None)
+    index_address = f"127.0.0.1:{free_port()}"
+    index_command = [*on_core_1, sys.executable, "-m", "services.index", "--listen", index_address]
+    index_command += ["--metrics-port", "-1", "--data-dir", str(data_dir), "--redis-url", redis_url]
+    processes = [encoder, start(index_command, index_address)]
+    addresses = {"encoder": encoder_address, "index": index_address}
     for name, pipelined in (("gateway_pipelined", "true"), ("gateway_serial", "false")):
-        envs[name] = {
-            "IMSEARCH_GATEWAY_LISTEN": f"127.0.0.1:{ports[name]}",
-            "IMSEARCH_GATEWAY_ENCODER_ADDRESS": f"127.0.0.1:{ports['encoder']}",
-            "IMSEARCH_GATEWAY_INDEX_ADDRESS": f"127.0.0.1:{ports['index']}",
-            "IMSEARCH_GATEWAY_ADD_PIPELINE": pipelined,
-        }
-    processes = []
-    for name in ("index", "encoder", "gateway_pipelined", "gateway_serial"):
-        core = (0 if name == "encoder" else 1) if pin else None
-        processes.append(start(name, core, {**base, **envs[name]}))
-        wait_for_channel(f"127.0.0.1:{ports[name]}", timeout=60).close()
-    time.sleep(1.0)  # a gateway binds only after it has reached the other two
-    return processes, {name: f"127.0.0.1:{port}" for name, port in ports.items()}
+        address = f"127.0.0.1:{free_port()}"
+        command = [*on_core_1, sys.executable, "-m", "services.gateway", "--listen", address]
+        command += [
+            "--metrics-port",
+            "-1",
+            "--encoder-address",
+            encoder_address,
+            "--index-address",
+            index_address,
+        ]
+        processes.append(start(command, address, {"IMSEARCH_GATEWAY_ADD_PIPELINE": pipelined}))
+        addresses[name] = address
+    return processes, addresses
 
 
 def encoder_alone(

@@ -35,8 +35,12 @@ from imsearch.core.channels import wait_for_channel
 REPO = Path(__file__).resolve().parents[1]
 
 
-def start(command: list[str], address: str) -> subprocess.Popen[bytes]:
-    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def start(command: list[str], address: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """Runs a service's command (with `env` added to the environment) until it is SERVING."""
+    environment = {**os.environ, **env} if env else None
+    process = subprocess.Popen(
+        command, cwd=REPO, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     channel = wait_for_channel(address, timeout=120)
     status = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), wait_for_ready=True)
     assert status.status == health_pb2.HealthCheckResponse.SERVING, f"{command} did not become ready"

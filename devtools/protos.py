@@ -24,20 +24,19 @@ PACKAGE_DIR = Path("imsearch") / "v1"
 BIN = Path(sys.executable).parent
 
 
-def googleapis_include() -> str:
-    """Where googleapis-common-protos keeps google/api/*.proto (the HTTP annotations)."""
+def include_paths() -> list[str]:
+    """protoc's -I flags: our protos, the well-known types (grpc_tools) and the googleapis
+    annotations (googleapis-common-protos keeps google/api/*.proto)."""
     annotations = Path(str(resources.files("google.api") / "annotations.proto"))
-    return str(annotations.parent.parent.parent)
+    well_known = resources.files("grpc_tools") / "_proto"
+    return [f"-I{PROTO_DIR}", f"-I{well_known}", f"-I{annotations.parent.parent.parent}"]
 
 
 def generate(out_dir: Path) -> None:
-    well_known = str(resources.files("grpc_tools") / "_proto")
     protos = sorted(str(p.relative_to(PROTO_DIR)) for p in (PROTO_DIR / PACKAGE_DIR).glob("*.proto"))
     args = [
         "protoc",
-        f"-I{PROTO_DIR}",
-        f"-I{well_known}",
-        f"-I{googleapis_include()}",
+        *include_paths(),
         f"--python_out={out_dir}",
         f"--grpc_python_out={out_dir}",
         f"--plugin=protoc-gen-mypy={BIN / 'protoc-gen-mypy'}",
@@ -104,9 +103,7 @@ def openapi_text() -> str:
         descriptor_set = Path(tmp) / "search.pb"
         args = [
             "protoc",
-            f"-I{PROTO_DIR}",
-            f"-I{resources.files('grpc_tools') / '_proto'}",
-            f"-I{googleapis_include()}",
+            *include_paths(),
             "--include_source_info",
             "--include_imports",
             f"--descriptor_set_out={descriptor_set}",

@@ -31,6 +31,7 @@ from lab.eval.protocol import split
 from lab.zoo.export import TRITON_CONFIG, parity_images
 from services.encoder.images import decode_image, preprocess
 from services.encoder.model_spec import SPEC_FILE, ModelSpec
+from services.encoder.settings import EncoderSettings
 
 SUFFIX = "_int8"
 CALIBRATION_BATCH = 8
@@ -65,10 +66,15 @@ class _Reader(CalibrationDataReader):  # type: ignore[misc]
 
     @staticmethod
     def _read(spec: ModelSpec, paths: Sequence[Path]) -> Iterator[dict[str, np.ndarray]]:
-        prep = spec.image_preprocessing
+        prep, limits = spec.image_preprocessing, EncoderSettings()  # decoded as the encoder would
         for start in range(0, len(paths), CALIBRATION_BATCH):
             pixels = [
-                preprocess(decode_image(path.read_bytes(), 1 << 26, 1 << 27, prep.resize), prep)
+                preprocess(
+                    decode_image(
+                        path.read_bytes(), limits.max_image_bytes, limits.max_image_pixels, prep.resize
+                    ),
+                    prep,
+                )
                 for path in paths[start : start + CALIBRATION_BATCH]
             ]
             yield {"images": np.stack(pixels)}

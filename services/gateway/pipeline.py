@@ -210,21 +210,20 @@ class SearchPipeline:
 
     def prepare_add(self, items: Sequence[search_pb2.AddImageRequest], collection: str = "") -> PreparedAdd:
         """What `add` reads and encodes before it writes (see PreparedAdd)."""
-        binding = self.collections.resolve(collection)
+        return self._prepare(self.collections.resolve(collection), items)
+
+    def _prepare(self, binding: Binding, items: Sequence[search_pb2.AddImageRequest]) -> PreparedAdd:
         stored = self._already_stored(binding, [item.id for item in items if item.skip_existing])
         new = [item for item in items if item.id not in stored]
-        vectors, thumbnails = self._encode_new(binding, new) if new else (None, [])
-        return PreparedAdd(binding, stored, vectors, thumbnails)
-
-    def _encode_new(
-        self, binding: Binding, items: Sequence[search_pb2.AddImageRequest]
-    ) -> tuple[np.ndarray, list[bytes]]:
+        if not new:
+            return PreparedAdd(binding, stored, None, [])
         request = encoder_pb2.EncodeRequest(
             model=binding.model,
-            images=[item.image for item in items],
+            images=[item.image for item in new],
             thumbnail_size=self._settings.thumbnail_size,
         )
-        return self._encode_images(request)
+        vectors, thumbnails = self._encode_images(request)
+        return PreparedAdd(binding, stored, vectors, thumbnails)
 
     def add(
         self,
@@ -239,27 +238,21 @@ class SearchPipeline:
             threshold_of(item)  # a bad duplicate policy fails before any encoding
 
         def store(binding: Binding) -> AddOutcome:
-            ready = prepared if prepared is not None and prepared.binding == binding else None
-            if ready is not None:
-                stored = ready.already_stored
-            else:
-                stored = self._already_stored(binding, [item.id for item in items if item.skip_existing])
-            new = [item for item in items if item.id not in stored]
-            if not new:
+            fresh = prepared is not None and prepared.binding == binding
+            ready = prepared if fresh and prepared is not None else self._prepare(binding, items)
+            new = [item for item in items if item.id not in ready.already_stored]
+            if ready.vectors is None:
                 return AddOutcome(0, [], len(items))
-            encoded = (
-                (ready.vectors, ready.thumbnails) if ready is not None and ready.vectors is not None else None
-            )
-            outcome = store_new(binding, new, encoded)
+            outcome = store_new(binding, new, ready.vectors, ready.thumbnails)
             outcome.already_stored = len(items) - len(new)
             return outcome
 
         def store_new(
             binding: Binding,
             items: Sequence[search_pb2.AddImageRequest],
-            encoded: tuple[np.ndarray, list[bytes]] | None,
+            vectors: np.ndarray,
+            thumbnails: list[bytes],
         ) -> AddOutcome:
-            vectors, thumbnails = encoded if encoded is not None else self._encode_new(binding, items)
             keep, duplicates = screen(items, vectors, partial(self._nearest_stored, binding))
             points = [
                 index_pb2.Point(

@@ -135,26 +135,24 @@ class IndexServicer(index_pb2_grpc.IndexServiceServicer):
             request.offset,
             request.min_score if request.HasField("min_score") else None,
         )
-        if request.HasField("expansion") or request.HasField("k_reciprocal"):
-            if examples:
+        expansion = (
+            QueryExpansion(request.expansion.neighbours, request.expansion.alpha)
+            if request.HasField("expansion")
+            else None
+        )
+        k_reciprocal = k_reciprocal_of(request.k_reciprocal) if request.HasField("k_reciprocal") else None
+        if examples:
+            if expansion is not None or k_reciprocal is not None:
                 raise InvalidArgument(
                     "query expansion and k-reciprocal re-ranking are for a search by vector"
                 )
-            expansion = (
-                QueryExpansion(request.expansion.neighbours, request.expansion.alpha)
-                if request.HasField("expansion")
-                else None
-            )
-            k_reciprocal = k_reciprocal_of(request.k_reciprocal) if request.HasField("k_reciprocal") else None
-            outcome = self._engine.search(
-                collection, request.vector, *arguments, expansion=expansion, k_reciprocal=k_reciprocal
-            )
-        elif examples:
             if request.vector:
                 examples.positive_vectors.append(np.asarray(request.vector, dtype=np.float32))
             outcome = self._engine.search_by_example(collection, examples, *arguments)
         else:
-            outcome = self._engine.search(collection, request.vector, *arguments)
+            outcome = self._engine.search(
+                collection, request.vector, *arguments, expansion=expansion, k_reciprocal=k_reciprocal
+            )
         if request.with_thumbnails:
             self._engine.attach_thumbnails(collection, outcome.hits)
         return index_pb2.SearchVectorResponse(

@@ -7,8 +7,7 @@ back into JSON. So auth, admission, limits, metrics and errors are the gateway's
 
 import asyncio
 import json
-import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,13 +24,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from imsearch.core.channels import GRPC_OPTIONS
-from imsearch.core.errors import (
-    STREAM_IDLE_TRAILER,
-    TOO_LARGE_TRAILER,
-    ImsearchError,
-    InvalidArgument,
-    TooLarge,
-)
+from imsearch.core.errors import ImsearchError, InvalidArgument, StreamIdle, TooLarge
 from imsearch.core.metrics import ServiceMetrics
 from services.gateway.http.bindings import HttpBinding
 from services.gateway.http.status import error_body, http_status
@@ -43,7 +36,6 @@ from services.gateway.http.transcode import (
     request_message,
 )
 
-log = logging.getLogger(__name__)
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 # Trailing metadata of a failed bulk add that a client needs: how many items were stored.
 FORWARDED_TRAILERS = ("imsearch-items-stored",)
@@ -60,25 +52,21 @@ class FrontConfig:
     verified_cert_token: str | None = None
 
 
-def _error(code: grpc.StatusCode, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse(error_body(code, message), status_code=http_status(code), headers=headers)
-
-
-def _too_large(message: str) -> JSONResponse:
-    return JSONResponse(error_body(grpc.StatusCode.RESOURCE_EXHAUSTED, message), status_code=413)
+def _error(code: grpc.StatusCode, message: str, trailers: Iterable[tuple[str, Any]] = ()) -> JSONResponse:
+    """The error response: its HTTP status from the code and our marking trailers, the
+    trailers a client needs as headers."""
+    trailers = list(trailers)
+    headers = {k: v for k, v in trailers if k in FORWARDED_TRAILERS and isinstance(v, str)}
+    status = http_status(code, (k for k, _ in trailers))
+    return JSONResponse(error_body(code, message), status_code=status, headers=headers)
 
 
 def _failure(exc: ImsearchError, prefix: str = "") -> JSONResponse:
-    message = f"{prefix}{exc}"
-    return _too_large(message) if isinstance(exc, TooLarge) else _error(exc.code, message)
-
-
-class BodyIdle(Exception):
-    """The client stopped sending its body (a slow or stalled upload)."""
+    return _error(exc.code, f"{prefix}{exc}", exc.trailing_metadata())
 
 
 async def _chunks(request: Request, idle_timeout_s: float) -> AsyncIterator[bytes]:
-    """The body's chunks; BodyIdle when none arrives for `idle_timeout_s`."""
+    """The body's chunks; StreamIdle when none arrives for `idle_timeout_s`."""
     stream = request.stream().__aiter__()
     while True:
         try:
@@ -86,12 +74,8 @@ async def _chunks(request: Request, idle_timeout_s: float) -> AsyncIterator[byte
         except StopAsyncIteration:
             return
         except TimeoutError:
-            raise BodyIdle(f"no body data for {idle_timeout_s:g} s") from None
+            raise StreamIdle(f"no body data for {idle_timeout_s:g} s") from None
         yield chunk
-
-
-def _idle(exc: BodyIdle, prefix: str = "") -> JSONResponse:
-    return JSONResponse(error_body(grpc.StatusCode.DEADLINE_EXCEEDED, f"{prefix}{exc}"), status_code=408)
 
 
 async def _read_body(request: Request, limit: int, idle_timeout_s: float) -> bytes:
@@ -178,12 +162,8 @@ class Transcoder:
         if found is None:
             return _error(grpc.StatusCode.NOT_FOUND, f"no route {request.url.path}")
         if found is False:
-            return JSONResponse(
-                error_body(
-                    grpc.StatusCode.UNIMPLEMENTED, f"{request.method} is not allowed on {request.url.path}"
-                ),
-                status_code=405,
-            )
+            refusal = f"{request.method} is not allowed on {request.url.path}"
+            return JSONResponse(error_body(grpc.StatusCode.UNIMPLEMENTED, refusal), status_code=405)
         assert not isinstance(found, bool)
         binding, variables = found
         try:
@@ -207,10 +187,8 @@ class Transcoder:
             return JSONResponse(message_to_json(response))
         except ImsearchError as exc:
             return _failure(exc)
-        except BodyIdle as exc:
-            return _idle(exc)
         except grpc.aio.AioRpcError as exc:
-            return self._rpc_error(exc)
+            return _error(exc.code(), exc.details() or exc.code().name, exc.trailing_metadata() or ())
 
     async def _stream(self, binding: HttpBinding, variables: dict[str, str], request: Request) -> Response:
         """NDJSON body, one AddImageRequest a line, streamed to the gateway as it arrives. A bad
@@ -231,12 +209,12 @@ class Transcoder:
                     number += 1
                     item = message_from_json(parse_json(line), request_class())
                     yield apply_path(binding, variables, item)
-            except TooLarge as exc:
+            except TooLarge as exc:  # the line that did not arrive whole
                 failure.append(_failure(exc, f"line {number + 1}: "))
+            except StreamIdle as exc:
+                failure.append(_failure(exc, f"after line {number}: "))
             except ImsearchError as exc:
                 failure.append(_failure(exc, f"line {number}: "))
-            except BodyIdle as exc:
-                failure.append(_idle(exc, f"after line {number}: "))
             except ClientDisconnect:
                 failure.append(_error(grpc.StatusCode.CANCELLED, "the client went away"))
 
@@ -251,21 +229,6 @@ class Transcoder:
             failure[0].headers["imsearch-items-stored"] = str(getattr(response, "added", 0))
             return failure[0]
         return JSONResponse(message_to_json(response))
-
-    def _rpc_error(self, exc: grpc.aio.AioRpcError) -> JSONResponse:
-        headers, too_large, idle = {}, False, False
-        for key, value in exc.trailing_metadata() or ():
-            if key in FORWARDED_TRAILERS and isinstance(value, str):
-                headers[key] = value
-            too_large = too_large or key == TOO_LARGE_TRAILER
-            idle = idle or key == STREAM_IDLE_TRAILER
-        message = exc.details() or exc.code().name
-        if too_large:
-            return _too_large(message)
-        if idle:  # the gateway noticed the stalled client first
-            response = JSONResponse(error_body(exc.code(), message), status_code=408, headers=headers)
-            return response
-        return _error(exc.code(), message, headers)
 
 
 def create_app(

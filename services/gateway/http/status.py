@@ -1,9 +1,17 @@
 """gRPC status codes as HTTP statuses (the mapping of google/rpc/code.proto, as grpc-gateway
-and Envoy's transcoder use it), and the error body: google.rpc.Status in JSON."""
+and Envoy's transcoder use it), and the error body: google.rpc.Status in JSON.
 
+Two gRPC codes cover causes HTTP tells apart, and our errors mark them with a trailer
+(imsearch.core.errors): RESOURCE_EXHAUSTED for an input over a size limit is 413, not 429;
+DEADLINE_EXCEEDED for a client that stopped sending is 408, not 504.
+"""
+
+from collections.abc import Iterable
 from typing import Any
 
 import grpc
+
+from imsearch.core.errors import STREAM_IDLE_TRAILER, TOO_LARGE_TRAILER
 
 HTTP_STATUS = {
     grpc.StatusCode.OK: 200,
@@ -26,7 +34,13 @@ HTTP_STATUS = {
 }
 
 
-def http_status(code: grpc.StatusCode) -> int:
+MARKED_STATUS = {TOO_LARGE_TRAILER: 413, STREAM_IDLE_TRAILER: 408}
+
+
+def http_status(code: grpc.StatusCode, trailer_keys: Iterable[str] = ()) -> int:
+    for key in trailer_keys:
+        if key in MARKED_STATUS:
+            return MARKED_STATUS[key]
     return HTTP_STATUS.get(code, 500)
 
 

@@ -15,20 +15,6 @@ from google.protobuf.message import Message
 from imsearch.core.errors import InvalidArgument
 from services.gateway.http.bindings import HttpBinding
 
-_INTEGER_TYPES = {
-    FieldDescriptor.TYPE_INT32,
-    FieldDescriptor.TYPE_INT64,
-    FieldDescriptor.TYPE_UINT32,
-    FieldDescriptor.TYPE_UINT64,
-    FieldDescriptor.TYPE_SINT32,
-    FieldDescriptor.TYPE_SINT64,
-    FieldDescriptor.TYPE_FIXED32,
-    FieldDescriptor.TYPE_FIXED64,
-    FieldDescriptor.TYPE_SFIXED32,
-    FieldDescriptor.TYPE_SFIXED64,
-}
-_FLOAT_TYPES = {FieldDescriptor.TYPE_FLOAT, FieldDescriptor.TYPE_DOUBLE}
-
 
 def parse_json(raw: bytes) -> Any:
     try:
@@ -52,11 +38,11 @@ def _query_value(field: FieldDescriptor, raw: str) -> Any:
         if raw not in ("true", "false", "1", "0"):
             raise InvalidArgument(f"query parameter {field.name}: expected true or false, got {raw!r}")
         return raw in ("true", "1")
-    if field.type in _INTEGER_TYPES or field.type in _FLOAT_TYPES:
-        return raw  # json_format parses numbers given as strings, and says when they are not
-    if field.type in (FieldDescriptor.TYPE_STRING, FieldDescriptor.TYPE_BYTES, FieldDescriptor.TYPE_ENUM):
-        return raw
-    raise InvalidArgument(f"query parameter {field.name}: a message field cannot come from the query string")
+    if field.message_type is not None:
+        raise InvalidArgument(f"query parameter {field.name}: a message cannot come from the query string")
+    # Numbers, strings, bytes (base64) and enum names: json_format parses each from its string
+    # form, and says when it does not fit.
+    return raw
 
 
 def message_from_query(query: Sequence[tuple[str, str]], message: Message) -> Message:
